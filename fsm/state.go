@@ -1,0 +1,161 @@
+package fsm
+
+import (
+	"strings"
+
+	"github.com/tidwall/btree"
+
+	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+)
+
+// entry is one stored key. Entries are immutable once in the tree: a change inserts a new
+// entry, so a copy-on-write clone of the tree is a consistent snapshot.
+type entry struct {
+	key       string
+	value     []byte
+	createRev uint64
+	modRev    uint64
+	version   int64
+	expiresAt int64 // unix nanoseconds; 0 means no TTL
+}
+
+// live reports whether the entry is visible at now (its deadline has not passed).
+func (e *entry) live(now int64) bool { return e.expiresAt == 0 || now < e.expiresAt }
+
+// ttlMs is the remaining TTL in milliseconds, rounded up so it is positive while live; 0 if none.
+func (e *entry) ttlMs(now int64) int64 {
+	if e.expiresAt == 0 {
+		return 0
+	}
+	return (e.expiresAt - now + 999_999) / 1_000_000
+}
+
+func (e *entry) toProto(now int64, withValue bool) *conclavev1.KeyValue {
+	kv := &conclavev1.KeyValue{
+		Key:            []byte(e.key),
+		CreateRevision: e.createRev,
+		ModRevision:    e.modRev,
+		Version:        e.version,
+		TtlMs:          e.ttlMs(now),
+	}
+	if withValue {
+		kv.Value = e.value
+	}
+	return kv
+}
+
+// deadline orders the TTL index by deadline, then key.
+type deadline struct {
+	at  int64
+	key string
+}
+
+func deadlineLess(a, b deadline) bool {
+	if a.at != b.at {
+		return a.at < b.at
+	}
+	return a.key < b.key
+}
+
+// dedupAge orders dedup records by the time they were made, then request id.
+type dedupAge struct {
+	at int64
+	id string
+}
+
+func dedupAgeLess(a, b dedupAge) bool {
+	if a.at != b.at {
+		return a.at < b.at
+	}
+	return a.id < b.id
+}
+
+type dedupRecord struct {
+	id     string
+	at     int64
+	result *fsmv1.Result
+}
+
+// state is everything the machine holds. Every field is a copy-on-write B-tree, so
+// clone is O(1) and a clone is an independent, consistent state.
+type state struct {
+	entries   *btree.BTreeG[*entry]
+	deadlines *btree.BTreeG[deadline]
+	dedup     *btree.BTreeG[*dedupRecord]
+	dedupAges *btree.BTreeG[dedupAge]
+	members   *btree.BTreeG[*fsmv1.Member]
+}
+
+var treeOpts = btree.Options{NoLocks: true}
+
+func newState() *state {
+	return &state{
+		entries:   btree.NewBTreeGOptions(func(a, b *entry) bool { return a.key < b.key }, treeOpts),
+		deadlines: btree.NewBTreeGOptions(deadlineLess, treeOpts),
+		dedup:     btree.NewBTreeGOptions(func(a, b *dedupRecord) bool { return a.id < b.id }, treeOpts),
+		dedupAges: btree.NewBTreeGOptions(dedupAgeLess, treeOpts),
+		members:   btree.NewBTreeGOptions(func(a, b *fsmv1.Member) bool { return a.GetId() < b.GetId() }, treeOpts),
+	}
+}
+
+func (s *state) clone() *state {
+	return &state{
+		entries:   s.entries.Copy(),
+		deadlines: s.deadlines.Copy(),
+		dedup:     s.dedup.Copy(),
+		dedupAges: s.dedupAges.Copy(),
+		members:   s.members.Copy(),
+	}
+}
+
+// get returns the stored entry for key, live or not.
+func (s *state) get(key string) (*entry, bool) {
+	return s.entries.Get(&entry{key: key})
+}
+
+// getLive returns the entry for key if it exists and has not expired at now.
+func (s *state) getLive(key string, now int64) (*entry, bool) {
+	e, ok := s.get(key)
+	if !ok || !e.live(now) {
+		return nil, false
+	}
+	return e, true
+}
+
+// put stores e, replacing any entry with its key and keeping the deadline index true.
+func (s *state) put(e *entry) {
+	if old, ok := s.entries.Set(e); ok && old.expiresAt != 0 {
+		s.deadlines.Delete(deadline{old.expiresAt, old.key})
+	}
+	if e.expiresAt != 0 {
+		s.deadlines.Set(deadline{e.expiresAt, e.key})
+	}
+}
+
+// remove deletes key and its deadline; it returns the entry removed.
+func (s *state) remove(key string) (*entry, bool) {
+	old, ok := s.entries.Delete(&entry{key: key})
+	if ok && old.expiresAt != 0 {
+		s.deadlines.Delete(deadline{old.expiresAt, old.key})
+	}
+	return old, ok
+}
+
+// scan calls fn for each entry with the prefix whose key is after `after`, in key order,
+// until fn returns false.
+func (s *state) scan(prefix, after string, fn func(e *entry) bool) {
+	start := prefix
+	if after > start {
+		start = after
+	}
+	s.entries.Ascend(&entry{key: start}, func(e *entry) bool {
+		if !strings.HasPrefix(e.key, prefix) {
+			return false
+		}
+		if e.key == after {
+			return true
+		}
+		return fn(e)
+	})
+}
