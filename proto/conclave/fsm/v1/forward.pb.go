@@ -21,6 +21,66 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ForwardError is a cluster-level failure on the leader, relayed to the forwarding node,
+// which turns it back into the same cluster error.
+type ForwardError int32
+
+const (
+	ForwardError_FORWARD_ERROR_UNSPECIFIED     ForwardError = 0
+	ForwardError_FORWARD_ERROR_NO_LEADER       ForwardError = 1
+	ForwardError_FORWARD_ERROR_NOT_LEADER      ForwardError = 2
+	ForwardError_FORWARD_ERROR_NOT_READY       ForwardError = 3
+	ForwardError_FORWARD_ERROR_LEADERSHIP_LOST ForwardError = 4
+	ForwardError_FORWARD_ERROR_SHUTDOWN        ForwardError = 5
+)
+
+// Enum value maps for ForwardError.
+var (
+	ForwardError_name = map[int32]string{
+		0: "FORWARD_ERROR_UNSPECIFIED",
+		1: "FORWARD_ERROR_NO_LEADER",
+		2: "FORWARD_ERROR_NOT_LEADER",
+		3: "FORWARD_ERROR_NOT_READY",
+		4: "FORWARD_ERROR_LEADERSHIP_LOST",
+		5: "FORWARD_ERROR_SHUTDOWN",
+	}
+	ForwardError_value = map[string]int32{
+		"FORWARD_ERROR_UNSPECIFIED":     0,
+		"FORWARD_ERROR_NO_LEADER":       1,
+		"FORWARD_ERROR_NOT_LEADER":      2,
+		"FORWARD_ERROR_NOT_READY":       3,
+		"FORWARD_ERROR_LEADERSHIP_LOST": 4,
+		"FORWARD_ERROR_SHUTDOWN":        5,
+	}
+)
+
+func (x ForwardError) Enum() *ForwardError {
+	p := new(ForwardError)
+	*p = x
+	return p
+}
+
+func (x ForwardError) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ForwardError) Descriptor() protoreflect.EnumDescriptor {
+	return file_conclave_fsm_v1_forward_proto_enumTypes[0].Descriptor()
+}
+
+func (ForwardError) Type() protoreflect.EnumType {
+	return &file_conclave_fsm_v1_forward_proto_enumTypes[0]
+}
+
+func (x ForwardError) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ForwardError.Descriptor instead.
+func (ForwardError) EnumDescriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_forward_proto_rawDescGZIP(), []int{0}
+}
+
 type ApplyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Command       *Command               `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
@@ -66,8 +126,10 @@ func (x *ApplyRequest) GetCommand() *Command {
 }
 
 type ApplyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Result        *Result                `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Result *Result                `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	// error is set instead of result when the leader could not apply the command.
+	Error         ForwardError `protobuf:"varint,2,opt,name=error,proto3,enum=conclave.fsm.v1.ForwardError" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -109,6 +171,13 @@ func (x *ApplyResponse) GetResult() *Result {
 	return nil
 }
 
+func (x *ApplyResponse) GetError() ForwardError {
+	if x != nil {
+		return x.Error
+	}
+	return ForwardError_FORWARD_ERROR_UNSPECIFIED
+}
+
 type ReadIndexRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -148,6 +217,7 @@ func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
 type ReadIndexResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Error         ForwardError           `protobuf:"varint,2,opt,name=error,proto3,enum=conclave.fsm.v1.ForwardError" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -189,18 +259,34 @@ func (x *ReadIndexResponse) GetIndex() uint64 {
 	return 0
 }
 
+func (x *ReadIndexResponse) GetError() ForwardError {
+	if x != nil {
+		return x.Error
+	}
+	return ForwardError_FORWARD_ERROR_UNSPECIFIED
+}
+
 var File_conclave_fsm_v1_forward_proto protoreflect.FileDescriptor
 
 const file_conclave_fsm_v1_forward_proto_rawDesc = "" +
 	"\n" +
 	"\x1dconclave/fsm/v1/forward.proto\x12\x0fconclave.fsm.v1\x1a\x1dconclave/fsm/v1/command.proto\"B\n" +
 	"\fApplyRequest\x122\n" +
-	"\acommand\x18\x01 \x01(\v2\x18.conclave.fsm.v1.CommandR\acommand\"@\n" +
+	"\acommand\x18\x01 \x01(\v2\x18.conclave.fsm.v1.CommandR\acommand\"u\n" +
 	"\rApplyResponse\x12/\n" +
-	"\x06result\x18\x01 \x01(\v2\x17.conclave.fsm.v1.ResultR\x06result\"\x12\n" +
-	"\x10ReadIndexRequest\")\n" +
+	"\x06result\x18\x01 \x01(\v2\x17.conclave.fsm.v1.ResultR\x06result\x123\n" +
+	"\x05error\x18\x02 \x01(\x0e2\x1d.conclave.fsm.v1.ForwardErrorR\x05error\"\x12\n" +
+	"\x10ReadIndexRequest\"^\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xac\x01\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x123\n" +
+	"\x05error\x18\x02 \x01(\x0e2\x1d.conclave.fsm.v1.ForwardErrorR\x05error*\xc4\x01\n" +
+	"\fForwardError\x12\x1d\n" +
+	"\x19FORWARD_ERROR_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17FORWARD_ERROR_NO_LEADER\x10\x01\x12\x1c\n" +
+	"\x18FORWARD_ERROR_NOT_LEADER\x10\x02\x12\x1b\n" +
+	"\x17FORWARD_ERROR_NOT_READY\x10\x03\x12!\n" +
+	"\x1dFORWARD_ERROR_LEADERSHIP_LOST\x10\x04\x12\x1a\n" +
+	"\x16FORWARD_ERROR_SHUTDOWN\x10\x052\xac\x01\n" +
 	"\x0eForwardService\x12F\n" +
 	"\x05Apply\x12\x1d.conclave.fsm.v1.ApplyRequest\x1a\x1e.conclave.fsm.v1.ApplyResponse\x12R\n" +
 	"\tReadIndex\x12!.conclave.fsm.v1.ReadIndexRequest\x1a\".conclave.fsm.v1.ReadIndexResponseB>Z<github.com/conclave-dev/conclave/proto/conclave/fsm/v1;fsmv1b\x06proto3"
@@ -217,27 +303,31 @@ func file_conclave_fsm_v1_forward_proto_rawDescGZIP() []byte {
 	return file_conclave_fsm_v1_forward_proto_rawDescData
 }
 
+var file_conclave_fsm_v1_forward_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_conclave_fsm_v1_forward_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_conclave_fsm_v1_forward_proto_goTypes = []any{
-	(*ApplyRequest)(nil),      // 0: conclave.fsm.v1.ApplyRequest
-	(*ApplyResponse)(nil),     // 1: conclave.fsm.v1.ApplyResponse
-	(*ReadIndexRequest)(nil),  // 2: conclave.fsm.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil), // 3: conclave.fsm.v1.ReadIndexResponse
-	(*Command)(nil),           // 4: conclave.fsm.v1.Command
-	(*Result)(nil),            // 5: conclave.fsm.v1.Result
+	(ForwardError)(0),         // 0: conclave.fsm.v1.ForwardError
+	(*ApplyRequest)(nil),      // 1: conclave.fsm.v1.ApplyRequest
+	(*ApplyResponse)(nil),     // 2: conclave.fsm.v1.ApplyResponse
+	(*ReadIndexRequest)(nil),  // 3: conclave.fsm.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil), // 4: conclave.fsm.v1.ReadIndexResponse
+	(*Command)(nil),           // 5: conclave.fsm.v1.Command
+	(*Result)(nil),            // 6: conclave.fsm.v1.Result
 }
 var file_conclave_fsm_v1_forward_proto_depIdxs = []int32{
-	4, // 0: conclave.fsm.v1.ApplyRequest.command:type_name -> conclave.fsm.v1.Command
-	5, // 1: conclave.fsm.v1.ApplyResponse.result:type_name -> conclave.fsm.v1.Result
-	0, // 2: conclave.fsm.v1.ForwardService.Apply:input_type -> conclave.fsm.v1.ApplyRequest
-	2, // 3: conclave.fsm.v1.ForwardService.ReadIndex:input_type -> conclave.fsm.v1.ReadIndexRequest
-	1, // 4: conclave.fsm.v1.ForwardService.Apply:output_type -> conclave.fsm.v1.ApplyResponse
-	3, // 5: conclave.fsm.v1.ForwardService.ReadIndex:output_type -> conclave.fsm.v1.ReadIndexResponse
-	4, // [4:6] is the sub-list for method output_type
-	2, // [2:4] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	5, // 0: conclave.fsm.v1.ApplyRequest.command:type_name -> conclave.fsm.v1.Command
+	6, // 1: conclave.fsm.v1.ApplyResponse.result:type_name -> conclave.fsm.v1.Result
+	0, // 2: conclave.fsm.v1.ApplyResponse.error:type_name -> conclave.fsm.v1.ForwardError
+	0, // 3: conclave.fsm.v1.ReadIndexResponse.error:type_name -> conclave.fsm.v1.ForwardError
+	1, // 4: conclave.fsm.v1.ForwardService.Apply:input_type -> conclave.fsm.v1.ApplyRequest
+	3, // 5: conclave.fsm.v1.ForwardService.ReadIndex:input_type -> conclave.fsm.v1.ReadIndexRequest
+	2, // 6: conclave.fsm.v1.ForwardService.Apply:output_type -> conclave.fsm.v1.ApplyResponse
+	4, // 7: conclave.fsm.v1.ForwardService.ReadIndex:output_type -> conclave.fsm.v1.ReadIndexResponse
+	6, // [6:8] is the sub-list for method output_type
+	4, // [4:6] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_conclave_fsm_v1_forward_proto_init() }
@@ -251,13 +341,14 @@ func file_conclave_fsm_v1_forward_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_conclave_fsm_v1_forward_proto_rawDesc), len(file_conclave_fsm_v1_forward_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_conclave_fsm_v1_forward_proto_goTypes,
 		DependencyIndexes: file_conclave_fsm_v1_forward_proto_depIdxs,
+		EnumInfos:         file_conclave_fsm_v1_forward_proto_enumTypes,
 		MessageInfos:      file_conclave_fsm_v1_forward_proto_msgTypes,
 	}.Build()
 	File_conclave_fsm_v1_forward_proto = out.File

@@ -1,0 +1,157 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/conclave-dev/conclave/fsm"
+
+	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+)
+
+// forwardedKey marks a request one node sent to another; such a request is never
+// forwarded again, so a stale view of the leader cannot make requests loop.
+const forwardedKey = "conclave-forwarded"
+
+// Forwarded reports whether ctx carries an incoming request forwarded by a peer.
+func Forwarded(ctx context.Context) bool {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return len(md.Get(forwardedKey)) > 0
+}
+
+func markForwarded(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, forwardedKey, "1")
+}
+
+// Apply proposes cmd through raft and waits for its result. On a follower it forwards
+// the command to the leader once. A domain failure is in Result.Error; a returned error
+// is a cluster error, a context error, or a gRPC status error relayed from the leader.
+func (n *Node) Apply(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+	if n.IsLeader() || Forwarded(ctx) {
+		return n.ApplyLocal(ctx, cmd)
+	}
+	conn, err := n.leaderConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := n.withDefaultTimeout(ctx)
+	defer cancel()
+	resp, err := fsmv1.NewForwardServiceClient(conn).Apply(markForwarded(ctx), &fsmv1.ApplyRequest{Command: cmd})
+	if err != nil {
+		return nil, err
+	}
+	if err := forwardErr(resp.GetError()); err != nil {
+		return nil, err
+	}
+	return resp.GetResult(), nil
+}
+
+// ApplyLocal proposes cmd on this node, which must be the leader, stamping it with the
+// leader's clock. It never forwards.
+func (n *Node) ApplyLocal(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+	if !n.IsLeader() {
+		return nil, ErrNotLeader
+	}
+	stamped := proto.CloneOf(cmd)
+	stamped.NowUnixNano = time.Now().UnixNano()
+	data, err := proto.Marshal(stamped)
+	if err != nil {
+		return nil, err
+	}
+	var timeout time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := n.raft.Apply(data, timeout)
+	done := make(chan struct{})
+	go func() { _ = f.Error(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		// The entry may still commit; the caller learns the outcome by retrying with its
+		// request id.
+		return nil, ctx.Err()
+	}
+	if err := f.Error(); err != nil {
+		return nil, raftError(err)
+	}
+	res, ok := f.Response().(*fsmv1.Result)
+	if !ok {
+		return nil, errors.New("cluster: state machine returned no result")
+	}
+	return res, nil
+}
+
+// raftError turns raft's errors into this package's.
+func raftError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		return ErrNotLeader
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return ErrLeadershipLost
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrShutdown
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// leaderConn returns a connection to the leader's gRPC address, waiting (until ctx ends,
+// at most a few election timeouts) for a leader whose address is in the member table.
+func (n *Node) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
+	wait := 10 * time.Millisecond
+	deadline := time.Now().Add(3 * n.cfg.ElectionTimeout)
+	for {
+		addr, err := n.leaderGRPCAddr()
+		if err == nil {
+			return n.conns.get(addr)
+		}
+		if time.Now().After(deadline) || !n.sleep(ctx, wait) {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, err
+		}
+		wait = min(2*wait, 200*time.Millisecond)
+	}
+}
+
+func (n *Node) leaderGRPCAddr() (string, error) {
+	_, id := n.raft.LeaderWithID()
+	if id == "" {
+		return "", ErrNoLeader
+	}
+	if string(id) == n.cfg.ID {
+		return n.cfg.GRPCAddr, nil
+	}
+	if m := n.member(string(id)); m != nil && m.GetGrpcAddress() != "" {
+		return m.GetGrpcAddress(), nil
+	}
+	return "", ErrNoLeader
+}
+
+func (n *Node) member(id string) *fsmv1.Member {
+	var found *fsmv1.Member
+	n.machine.Read(0, func(v *fsm.View) {
+		for _, m := range v.Members() {
+			if m.GetId() == id {
+				found = m
+			}
+		}
+	})
+	return found
+}
+
+func (n *Node) withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, n.cfg.ForwardTimeout)
+}

@@ -1,0 +1,178 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/conclave-dev/conclave/fsm"
+	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+)
+
+// Read runs fn on local state once that is safe for consistency c, and returns the
+// response header. LINEARIZABLE (the default) obtains a read index — from this node's
+// batched ReadIndex loop when it leads, from the leader otherwise — and waits until the
+// local machine has applied it, so reads scale with nodes. STALE reads at once.
+func (n *Node) Read(ctx context.Context, c conclavev1.Consistency, fn func(v *fsm.View)) (*conclavev1.ResponseHeader, error) {
+	if c != conclavev1.Consistency_CONSISTENCY_STALE {
+		idx, err := n.ReadIndex(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := n.waitApplied(ctx, idx); err != nil {
+			return nil, err
+		}
+	}
+	h := &conclavev1.ResponseHeader{NodeId: n.cfg.ID, RaftTerm: n.raft.CurrentTerm()}
+	n.machine.Read(time.Now().UnixNano(), func(v *fsm.View) {
+		h.Revision = v.Revision()
+		fn(v)
+	})
+	h.AppliedIndex = h.Revision
+	if c == conclavev1.Consistency_CONSISTENCY_STALE && !n.IsLeader() {
+		h.LastLeaderContactMs = time.Since(n.raft.LastContact()).Milliseconds()
+	}
+	return h, nil
+}
+
+// ReadIndex returns a raft index such that a read of state applied through it is
+// linearizable. Followers ask the leader (once; the leader never forwards).
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	if n.IsLeader() || Forwarded(ctx) {
+		return n.LeaderReadIndex(ctx)
+	}
+	conn, err := n.leaderConn(ctx)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := n.withDefaultTimeout(ctx)
+	defer cancel()
+	resp, err := fsmv1.NewForwardServiceClient(conn).ReadIndex(markForwarded(ctx), &fsmv1.ReadIndexRequest{})
+	if err != nil {
+		return 0, err
+	}
+	if err := forwardErr(resp.GetError()); err != nil {
+		return 0, err
+	}
+	return resp.GetIndex(), nil
+}
+
+// LeaderReadIndex joins the next ReadIndex batch on this node, which must lead.
+// A leader that has not yet applied its own LeaderStart entry is waited for briefly.
+func (n *Node) LeaderReadIndex(ctx context.Context) (uint64, error) {
+	wait := 5 * time.Millisecond
+	deadline := time.Now().Add(2 * n.cfg.ElectionTimeout)
+	for {
+		idx, err := n.reads.readIndex(ctx)
+		if !errors.Is(err, ErrNotReady) || time.Now().After(deadline) {
+			return idx, err
+		}
+		if !n.sleep(ctx, wait) {
+			return 0, errors.Join(err, ctx.Err())
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
+}
+
+// waitApplied blocks until the machine has applied index.
+func (n *Node) waitApplied(ctx context.Context, index uint64) error {
+	for {
+		ch := n.applied.wait()
+		if n.machine.AppliedIndex() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.shutdownCh:
+			return ErrShutdown
+		}
+	}
+}
+
+// readBatcher is the leader's ReadIndex loop, as etcd's linearizableReadLoop: one round
+// serves every read that arrived while the previous round ran, so a burst of reads costs
+// one VerifyLeader (a heartbeat round to a quorum) rather than one each.
+type readBatcher struct {
+	n       *Node
+	mu      sync.Mutex
+	pending []*readWaiter
+	wake    chan struct{}
+}
+
+type readWaiter struct {
+	done  chan struct{}
+	index uint64
+	err   error
+}
+
+func newReadBatcher(n *Node) *readBatcher {
+	return &readBatcher{n: n, wake: make(chan struct{}, 1)}
+}
+
+func (b *readBatcher) readIndex(ctx context.Context) (uint64, error) {
+	w := &readWaiter{done: make(chan struct{})}
+	b.mu.Lock()
+	b.pending = append(b.pending, w)
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case <-w.done:
+		return w.index, w.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-b.n.shutdownCh:
+		return 0, ErrShutdown
+	}
+}
+
+func (b *readBatcher) run() {
+	defer b.n.wg.Done()
+	for {
+		select {
+		case <-b.wake:
+		case <-b.n.shutdownCh:
+			return
+		}
+		b.mu.Lock()
+		batch := b.pending
+		b.pending = nil
+		b.mu.Unlock()
+		if len(batch) == 0 {
+			continue
+		}
+		idx, err := b.round()
+		for _, w := range batch {
+			w.index, w.err = idx, err
+			close(w.done)
+		}
+	}
+}
+
+// round confirms leadership and returns the commit index recorded before confirming.
+func (b *readBatcher) round() (uint64, error) {
+	r := b.n.raft
+	if r.State() != raft.Leader {
+		return 0, ErrNotLeader
+	}
+	term := r.CurrentTerm()
+	if b.n.machine.LeaderStartTerm() < term {
+		return 0, ErrNotReady
+	}
+	idx := r.CommitIndex()
+	if err := r.VerifyLeader().Error(); err != nil {
+		return 0, raftError(err)
+	}
+	if r.CurrentTerm() != term {
+		return 0, ErrLeadershipLost
+	}
+	return idx, nil
+}
