@@ -8,8 +8,8 @@ import (
 
 	"github.com/conclave-dev/conclave/cluster"
 	"github.com/conclave-dev/conclave/fsm"
-	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 )
 
 func ctxT(t *testing.T) context.Context {

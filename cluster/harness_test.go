@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/conclave-dev/conclave/cluster"
-	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 )
 
 // testNode is one in-process node: a cluster.Node and a gRPC server carrying the

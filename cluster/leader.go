@@ -8,8 +8,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/conclave-dev/conclave/fsm"
-	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 )
 
 // leaderLoop runs the leader-only work for as long as this node leads: it proposes

@@ -11,8 +11,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/conclave-dev/conclave/fsm"
-	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 )
 
 // Status describes this node and the cluster as it sees it. It asks no other node.

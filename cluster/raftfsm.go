@@ -16,7 +16,7 @@ type raftFSM struct {
 }
 
 var (
-	_ raft.BatchingFSM  = (*raftFSM)(nil)
+	_ raft.BatchingFSM = (*raftFSM)(nil)
 	_ raft.FSMSnapshot = (*raftSnapshot)(nil)
 )
 

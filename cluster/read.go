@@ -9,8 +9,8 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/conclave-dev/conclave/fsm"
-	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 )
 
 // Read runs fn on local state once that is safe for consistency c, and returns the

@@ -4,8 +4,8 @@ import (
 	"math"
 	"strconv"
 
-	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 )
 
 // deadlineAfter is now + ttlMs, saturating instead of overflowing.

@@ -5,8 +5,8 @@ import (
 
 	"github.com/tidwall/btree"
 
-	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 )
 
 // entry is one stored key. Entries are immutable once in the tree: a change inserts a new

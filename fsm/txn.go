@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"cmp"
 
-	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 )
 
 // txn evaluates the compares against the current state, then runs the chosen branch on a

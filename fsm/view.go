@@ -1,8 +1,8 @@
 package fsm
 
 import (
-	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 )
 
 // View is a consistent read-only look at the machine, valid only inside the function
