@@ -41,7 +41,7 @@ die() {
 
 # usage [STATUS] prints the comment at the top of this file and exits (2 unless told).
 usage() {
-  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p;}' "${BASH_SOURCE[0]}" >&2
   exit "${1:-2}"
 }
 
@@ -78,21 +78,54 @@ check_node() {
   (($1 >= 1 && $1 <= ${#NODES[@]})) || die "no node $1: nodes are 1..${#NODES[@]}"
 }
 
-# node_pid N prints node N's pid if its pid file names a live `conclave serve` process.
-# The command line is checked so a recycled pid (or a zombie) is never taken for a node.
-node_pid() {
-  local file pid args
+# pid_in_file N prints the pid recorded in node N's pid file, if there is one.
+pid_in_file() {
+  local file pid
   file=$(pid_file "$1")
-  [[ -f $file ]] || return 1
+  [[ -s $file ]] || return 1
   pid=$(<"$file")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+# pid_alive PID succeeds if PID is a live process (a zombie, not yet reaped, is dead).
+pid_alive() {
+  local stat
+  kill -0 "$1" 2>/dev/null || return 1
+  stat=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ $stat != Z* ]]
+}
+
+# node_pid N prints node N's pid if its pid file names a live `conclave serve` process.
+# The command line is checked so a recycled pid is never taken for a node.
+node_pid() {
+  local pid args
+  pid=$(pid_in_file "$1") || return 1
+  pid_alive "$pid" || return 1
   args=$(ps -o args= -p "$pid" 2>/dev/null) || return 1
   [[ $args == *conclave*serve*"--id n$1"* ]] || return 1
   echo "$pid"
 }
 
 is_running() { node_pid "$1" >/dev/null; }
+
+# with_timeout SECONDS CMD... runs CMD under timeout(1) when it exists (not on stock macOS).
+with_timeout() {
+  if command -v timeout >/dev/null; then
+    timeout "$@"
+  else
+    shift
+    "$@"
+  fi
+}
+
+# DETACH starts a node in its own session (setsid) so a terminal's signals never reach it;
+# without setsid (stock macOS) nohup at least keeps SIGHUP away.
+if command -v setsid >/dev/null; then
+  DETACH=(setsid)
+else
+  DETACH=(nohup)
+fi
 
 build() {
   echo "building bin/conclave"
@@ -118,7 +151,7 @@ start_node() {
   rm -f "$pidf"
   echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) cluster.sh starting n$n" >>"$log"
   # shellcheck disable=SC2016 # $$ and $1 are expanded by the inner shell.
-  setsid sh -c 'echo $$ >"$1"; shift; exec "$@"' sh "$pidf" \
+  "${DETACH[@]}" sh -c 'echo $$ >"$1"; shift; exec "$@"' sh "$pidf" \
     "$BIN" serve \
     --id "n$n" \
     --grpc-addr "$(grpc_addr "$n")" \
@@ -127,14 +160,19 @@ start_node() {
     --data-dir "$dir" \
     --initial-cluster "$(initial_cluster)" \
     </dev/null >>"$log" 2>&1 &
+  # The pid file is written by the new process, so its pid needs no command-line check
+  # (which could race with exec); a recorded pid that is no longer alive means it exited.
   deadline=$((SECONDS + 5))
-  until pid=$(node_pid "$n"); do
+  until pid=$(pid_in_file "$n"); do
     if ((SECONDS >= deadline)); then
-      tail -n 20 "$log" >&2 || true
-      die "n$n did not start; see $log"
+      die "n$n wrote no pid file within 5s; see $log"
     fi
     sleep 0.1
   done
+  if ! pid_alive "$pid"; then
+    tail -n 20 "$log" >&2 || true
+    die "n$n exited at once; see $log"
+  fi
   echo "started n$n (pid $pid)"
 }
 
@@ -177,7 +215,7 @@ stop_nodes() {
 # (protojson spells it leaderId and omits it when empty; leader_id is accepted too).
 leader_of() {
   local out id
-  out=$(timeout 5 "$BIN" cluster status --endpoints "$(grpc_addr "$1")" -o json 2>/dev/null) || return 1
+  out=$(with_timeout 5 "$BIN" cluster status --endpoints "$(grpc_addr "$1")" -o json 2>/dev/null) || return 1
   id=$(grep -Eo '"leader_?[iI]d"[[:space:]]*:[[:space:]]*"[^"]+"' <<<"$out" | head -n 1 | sed -E 's/.*"([^"]+)"$/\1/')
   [[ -n $id ]] || return 1
   echo "$id"
@@ -185,16 +223,16 @@ leader_of() {
 
 # wait_leader N... waits until each named node is up and reports a leader.
 wait_leader() {
-  local n leader deadline=$((SECONDS + UP_TIMEOUT))
+  local n pid leader deadline=$((SECONDS + UP_TIMEOUT))
   local -a pending=("$@")
   echo "waiting up to ${UP_TIMEOUT}s for a leader"
   while ((${#pending[@]} > 0)); do
     local -a still=()
     for n in "${pending[@]}"; do
-      is_running "$n" || {
+      if ! pid=$(pid_in_file "$n") || ! pid_alive "$pid"; then
         tail -n 20 "$(log_file "$n")" >&2 || true
         die "n$n exited; see $(log_file "$n")"
-      }
+      fi
       if leader=$(leader_of "$n"); then
         echo "n$n sees leader $leader"
       else
@@ -203,7 +241,7 @@ wait_leader() {
     done
     pending=("${still[@]+"${still[@]}"}")
     ((${#pending[@]} > 0)) || break
-    ((SECONDS < deadline)) || die "no leader seen by node(s) ${pending[*]} after ${UP_TIMEOUT}s; see $DATA/n*/node.log"
+    ((SECONDS < deadline)) || die "no leader seen by ${pending[*]/#/n} after ${UP_TIMEOUT}s; see $DATA/n*/node.log"
     sleep 0.3
   done
 }
@@ -261,7 +299,7 @@ cmd_status() {
   elif [[ -x $BIN ]]; then
     echo
     echo "\$ bin/conclave cluster status --endpoints $(grpc_addr "$first")"
-    timeout 10 "$BIN" cluster status --endpoints "$(grpc_addr "$first")" ||
+    with_timeout 10 "$BIN" cluster status --endpoints "$(grpc_addr "$first")" ||
       echo "(cluster status failed on n$first)" >&2
   fi
 }

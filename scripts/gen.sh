@@ -16,7 +16,7 @@ need() { # need NAME PKG VERSION: install PKG@VERSION unless NAME already report
   local name=$1 pkg=$2 version=$3
   if ! "$name" --version 2>/dev/null | grep -q "${version#v}"; then
     echo "installing $pkg@$version" >&2
-    GOFLAGS= go install "$pkg@$version"
+    GOFLAGS='' go install "$pkg@$version"
   fi
 }
 need buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION"

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs the whole Conclave test suite from the repo root, whatever the current directory.
+#
+#   scripts/test.sh                  gofmt, go vet, buf lint + generated-code freshness, go test -race
+#   CONCLAVE_FUZZ=1 scripts/test.sh  also fuzzes fsm's FuzzApply for 20 s
+#
+# Stops at the first failing step and exits non-zero. CI runs it through .ci/run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PATH="$(go env GOPATH)/bin:$PATH"
+export PATH
+
+step=""
+banner() {
+  step=$1
+  printf '\n==> %s\n' "$step"
+}
+
+on_exit() {
+  local rc=$?
+  if ((rc != 0)); then
+    printf '\nFAIL: %s (exit %d)\n' "${step:-setup}" "$rc" >&2
+  fi
+}
+trap on_exit EXIT
+
+banner "gofmt -l ."
+unformatted=$(gofmt -l .)
+if [[ -n $unformatted ]]; then
+  echo "these files need gofmt -w:" >&2
+  echo "$unformatted" >&2
+  exit 1
+fi
+echo "all Go files are gofmt'd"
+
+banner "go vet ./..."
+go vet ./...
+
+banner "scripts/gen.sh --check (buf lint, generated code fresh)"
+scripts/gen.sh --check
+
+banner "go test -race -count=1 -timeout 20m ./..."
+go test -race -count=1 -timeout 20m ./...
+
+if [[ ${CONCLAVE_FUZZ:-0} == 1 ]]; then
+  banner "go test -run '^\$' -fuzz=FuzzApply -fuzztime=20s ./fsm"
+  go test -run '^$' -fuzz=FuzzApply -fuzztime=20s ./fsm
+else
+  printf '\n(fuzzing skipped; CONCLAVE_FUZZ=1 runs FuzzApply for 20 s)\n'
+fi
+
+step=""
+printf '\nPASS: all checks passed\n'
