@@ -3,7 +3,7 @@ package cluster
 import "errors"
 
 // Errors a node returns besides the state machine's domain errors. All but
-// ErrUnknownMember mean "try again, perhaps elsewhere": server/ maps them to Unavailable.
+// ErrUnknownMember and ErrMemberConflict mean "try again, perhaps elsewhere": server/ maps them to Unavailable.
 var (
 	// ErrNoLeader: the cluster has no known leader right now (election in progress, or
 	// this node is cut off from a majority).
@@ -20,4 +20,6 @@ var (
 	ErrShutdown = errors.New("cluster: shutting down")
 	// ErrUnknownMember: no member has the given id.
 	ErrUnknownMember = errors.New("cluster: unknown member")
+	// ErrMemberConflict: a member with the id exists with another raft address.
+	ErrMemberConflict = errors.New("cluster: member id in use with another address")
 )

@@ -88,7 +88,7 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, grpcAddr string) ([]*conc
 	for _, s := range f.Configuration().Servers {
 		if string(s.ID) == id {
 			if string(s.Address) != raftAddr {
-				return nil, fmt.Errorf("cluster: member %q already joined with raft address %s: remove it first", id, s.Address)
+				return nil, fmt.Errorf("%w: %q joined with raft address %s; remove it first", ErrMemberConflict, id, s.Address)
 			}
 			known = true
 		}

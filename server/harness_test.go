@@ -1,0 +1,125 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+)
+
+// testServer is a Server on an in-process bufconn listener, backed by a localNode.
+type testServer struct {
+	srv     *Server
+	node    *localNode
+	conn    *grpc.ClientConn
+	kv      conclavev1.KVServiceClient
+	cluster conclavev1.ClusterServiceClient
+}
+
+func newTestServer(t *testing.T) *testServer {
+	t.Helper()
+	return newTestServerWith(t, newLocalNode(), Config{})
+}
+
+func newTestServerWith(t *testing.T, node *localNode, cfg Config) *testServer {
+	t.Helper()
+	srv := New(cfg, node, zaptest.NewLogger(t))
+	lis := bufconn.Listen(1 << 20)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return &testServer{
+		srv:     srv,
+		node:    node,
+		conn:    conn,
+		kv:      conclavev1.NewKVServiceClient(conn),
+		cluster: conclavev1.NewClusterServiceClient(conn),
+	}
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// eventually polls cond until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+	}
+}
+
+// errorInfo returns the google.rpc.ErrorInfo detail of err, if any.
+func errorInfo(err error) *errdetails.ErrorInfo {
+	st, _ := status.FromError(err)
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info
+		}
+	}
+	return nil
+}
+
+// badRequest returns the google.rpc.BadRequest detail of err, if any.
+func badRequest(err error) *errdetails.BadRequest {
+	st, _ := status.FromError(err)
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			return br
+		}
+	}
+	return nil
+}
+
+// wantCode fails the test unless err is a status with code want and an ErrorInfo with reason.
+func wantCode(t *testing.T, err error, want codes.Code, reason string) {
+	t.Helper()
+	if got := status.Code(err); got != want {
+		t.Fatalf("code = %v (%v), want %v", got, err, want)
+	}
+	if reason == "" {
+		return
+	}
+	info := errorInfo(err)
+	if info == nil || info.GetReason() != reason || info.GetDomain() != ErrorDomain {
+		t.Fatalf("ErrorInfo = %v, want reason %s in domain %s", info, reason, ErrorDomain)
+	}
+}
+
+var errTest = errors.New("test: something else")
