@@ -156,7 +156,9 @@ func readSnapshot(r io.Reader) (*state, *fsmv1.SnapshotMeta, error) {
 		return nil, nil, fmt.Errorf("%w: format version %d, want %d", ErrBadSnapshot, v, snapshotVersion)
 	}
 	meta := &fsmv1.SnapshotMeta{}
-	if err := readRecord(br, meta); err != nil {
+	if err := readRecord(br, meta); errors.Is(err, errEndOfRecords) {
+		return nil, nil, fmt.Errorf("%w: no meta record", ErrBadSnapshot)
+	} else if err != nil {
 		return nil, nil, err
 	}
 	st := newState()

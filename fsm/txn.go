@@ -65,6 +65,9 @@ func (m *Machine) txnOp(s *state, index uint64, now int64, op *conclavev1.TxnOp)
 // compare evaluates one Compare. A missing key has revisions and version 0; a value
 // compare against a missing key holds only for NOT_EQUAL.
 func compare(s *state, now int64, c *conclavev1.Compare) (bool, *Error) {
+	if op := c.GetOperator(); op < conclavev1.CompareOperator_COMPARE_OPERATOR_EQUAL || op > conclavev1.CompareOperator_COMPARE_OPERATOR_LESS {
+		return false, errInvalid(c.GetKey(), "compare needs an operator")
+	}
 	e, exists := s.getLive(string(c.GetKey()), now)
 	var order int
 	switch t := c.GetTarget().(type) {

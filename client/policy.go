@@ -1,0 +1,75 @@
+package client
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+)
+
+// safeReads are the methods that change nothing and may be sent again to any node.
+// Mutations are safe when they carry a request_id, whatever their service.
+var safeReads = map[string]bool{
+	conclavev1.KVService_Get_FullMethodName:         true,
+	conclavev1.KVService_MultiGet_FullMethodName:    true,
+	conclavev1.KVService_TTL_FullMethodName:         true,
+	conclavev1.KVService_Scan_FullMethodName:        true,
+	conclavev1.ClusterService_Status_FullMethodName: true,
+}
+
+// requestIDField is the field every mutating request of the public API may carry.
+const requestIDField protoreflect.Name = "request_id"
+
+// retryable reports whether a call of method with request args may be sent again after
+// it failed with Unavailable: a read, or a request with a non-empty request_id (the
+// server answers a repeated id with the first result and changes nothing).
+func retryable(method string, args any) bool {
+	if safeReads[method] {
+		return true
+	}
+	return requestID(args) != ""
+}
+
+// requestID returns the request_id of args, or "" when it has none.
+func requestID(args any) string {
+	m, ok := args.(proto.Message)
+	if !ok {
+		return ""
+	}
+	r := m.ProtoReflect()
+	fd := r.Descriptor().Fields().ByName(requestIDField)
+	if fd == nil || fd.Kind() != protoreflect.StringKind || fd.IsList() {
+		return ""
+	}
+	return r.Get(fd).String()
+}
+
+// withRequestID returns args itself, or, when args is a request with an empty
+// request_id field, a clone of it with a fresh id. The caller's message is never changed,
+// and the same returned message is sent on every attempt, so retries share the id.
+func withRequestID(args any) any {
+	m, ok := args.(proto.Message)
+	if !ok {
+		return args
+	}
+	fd := m.ProtoReflect().Descriptor().Fields().ByName(requestIDField)
+	if fd == nil || fd.Kind() != protoreflect.StringKind || fd.IsList() {
+		return args
+	}
+	if m.ProtoReflect().Get(fd).String() != "" {
+		return args
+	}
+	c := proto.Clone(m)
+	c.ProtoReflect().Set(fd, protoreflect.ValueOfString(NewRequestID()))
+	return c
+}
+
+// NewRequestID returns 16 random bytes from crypto/rand, hex encoded (32 characters).
+func NewRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails since Go 1.24
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,446 @@
+package fsm_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/conclave-dev/conclave/fsm"
+	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+)
+
+// defaultSeed is used unless SEED is set; every test that uses it logs the seed.
+const defaultSeed = 20260417
+
+func testSeed(t testing.TB) uint64 {
+	t.Helper()
+	seed := uint64(defaultSeed)
+	if v := os.Getenv("SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("SEED=%q: %v", v, err)
+		}
+		seed = n
+	}
+	t.Logf("SEED=%d (set SEED to replay)", seed)
+	return seed
+}
+
+// logEntry is one raft log entry: a command, or (cmd == nil) a configuration entry that
+// the machine only records with Advance.
+type logEntry struct {
+	index uint64
+	cmd   *fsmv1.Command
+	data  []byte
+}
+
+// apply hands e to m the way the cluster does; it returns nil for a configuration entry.
+func (e logEntry) apply(m *fsm.Machine) *fsmv1.Result {
+	if e.cmd == nil {
+		m.Advance(e.index)
+		return nil
+	}
+	return m.Apply(e.index, e.data)
+}
+
+// opKind names a command's operation for statistics.
+func opKind(c *fsmv1.Command) string {
+	if c == nil {
+		return "config"
+	}
+	if c.GetOp() == nil {
+		return "empty"
+	}
+	return fmt.Sprintf("%T", c.GetOp())[len("*fsmv1.Command_"):]
+}
+
+// gen produces a random but reproducible log over a small key space: every op kind, times
+// that sometimes go backwards or jump past the dedup window, repeated request ids, and
+// conditions that refer to recent revisions so that they sometimes hold.
+type gen struct {
+	r     *rand.Rand
+	index uint64
+	now   int64
+	ids   []string
+}
+
+func genLog(seed uint64, n int) []logEntry {
+	g := &gen{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: t0}
+	out := make([]logEntry, 0, n)
+	for range n {
+		g.index += 1 + uint64(g.r.IntN(2)) // raft indexes may skip (entries of other kinds)
+		if g.r.IntN(25) == 0 {
+			out = append(out, logEntry{index: g.index})
+			continue
+		}
+		c := g.command()
+		data, err := proto.Marshal(c)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, logEntry{index: g.index, cmd: c, data: data})
+	}
+	return out
+}
+
+func (g *gen) key() string {
+	if g.r.IntN(4) == 0 {
+		return "c" + strconv.Itoa(g.r.IntN(3)) // counters
+	}
+	return "k" + strconv.Itoa(g.r.IntN(10))
+}
+
+func (g *gen) value() []byte {
+	values := []string{"", "0", "1", "-7", "42", "v", "abc", "9223372036854775807", "-9223372036854775808"}
+	return []byte(values[g.r.IntN(len(values))])
+}
+
+func (g *gen) ttl() int64 {
+	switch g.r.IntN(10) {
+	case 0, 1, 2:
+		return 1 + g.r.Int64N(3000)
+	case 3:
+		if g.r.IntN(5) == 0 {
+			return -1 // invalid
+		}
+	}
+	return 0
+}
+
+func (g *gen) revision() *uint64 {
+	if g.r.IntN(3) != 0 {
+		return nil
+	}
+	rev := uint64(0)
+	if g.r.IntN(4) != 0 && g.index > 1 {
+		rev = g.index - 1 - uint64(g.r.IntN(int(min(g.index-1, 30))))
+	}
+	return &rev
+}
+
+func (g *gen) delta() int64 {
+	switch g.r.IntN(12) {
+	case 0:
+		return math.MaxInt64
+	case 1:
+		return math.MinInt64
+	}
+	return g.r.Int64N(21) - 10
+}
+
+func (g *gen) command() *fsmv1.Command {
+	// Time mostly moves forward a little; sometimes a command carries an earlier time
+	// (another leader's clock), and sometimes time jumps past the dedup window.
+	switch g.r.IntN(400) {
+	case 0:
+		g.now += fsm.DedupWindow / 2
+	default:
+		g.now += g.r.Int64N(300 * ms)
+	}
+	now := g.now
+	if g.r.IntN(8) == 0 {
+		now -= g.r.Int64N(2 * s)
+	}
+	c := &fsmv1.Command{NowUnixNano: now}
+	if g.r.IntN(10) < 3 {
+		if len(g.ids) > 0 && g.r.IntN(3) == 0 {
+			// mostly a recent id (a retry), sometimes one long forgotten
+			recent := g.ids[max(0, len(g.ids)-20):]
+			c.RequestId = recent[g.r.IntN(len(recent))]
+			if g.r.IntN(10) == 0 {
+				c.RequestId = g.ids[g.r.IntN(len(g.ids))]
+			}
+		} else {
+			c.RequestId = "req-" + strconv.FormatUint(g.index, 10)
+			g.ids = append(g.ids, c.RequestId)
+		}
+	}
+	switch w := g.r.IntN(100); {
+	case w < 22:
+		c.Op = &fsmv1.Command_Set{Set: g.set()}
+	case w < 27:
+		req := &conclavev1.MultiSetRequest{}
+		for range 1 + g.r.IntN(3) {
+			req.Entries = append(req.Entries, &conclavev1.KeyValueInput{Key: []byte(g.key()), Value: g.value(), TtlMs: g.ttl()})
+		}
+		if g.r.IntN(15) == 0 {
+			req.Entries = append(req.Entries, &conclavev1.KeyValueInput{Value: g.value()}) // invalid
+		}
+		c.Op = &fsmv1.Command_MultiSet{MultiSet: req}
+	case w < 37:
+		c.Op = &fsmv1.Command_Delete{Delete: g.delete()}
+	case w < 52:
+		c.Op = &fsmv1.Command_Increment{Increment: g.increment()}
+	case w < 62:
+		req := &conclavev1.ExpireRequest{Key: []byte(g.key()), Condition: conclavev1.ExpireCondition(g.r.IntN(5))}
+		if g.r.IntN(6) == 0 {
+			req.Persist = true
+		} else {
+			req.TtlMs = g.r.Int64N(5000) + 1
+			if g.r.IntN(15) == 0 {
+				req.TtlMs = -g.r.Int64N(2) // invalid
+			}
+		}
+		c.Op = &fsmv1.Command_Expire{Expire: req}
+	case w < 78:
+		c.Op = &fsmv1.Command_Txn{Txn: g.txn()}
+	case w < 88:
+		c.Op = &fsmv1.Command_ExpireDue{ExpireDue: &fsmv1.ExpireDue{Limit: uint32(g.r.IntN(6))}}
+	case w < 91:
+		c.Op = &fsmv1.Command_LeaderStart{LeaderStart: &fsmv1.LeaderStart{Term: uint64(g.r.IntN(10)), Member: g.member()}}
+	case w < 95:
+		c.Op = &fsmv1.Command_MemberPut{MemberPut: &fsmv1.MemberPut{Member: g.member()}}
+	case w < 98:
+		c.Op = &fsmv1.Command_MemberRemove{MemberRemove: &fsmv1.MemberRemove{Id: g.member().GetId()}}
+	default:
+		// an empty command: only the clock moves
+	}
+	return c
+}
+
+func (g *gen) member() *fsmv1.Member {
+	if g.r.IntN(8) == 0 {
+		return &fsmv1.Member{} // no id
+	}
+	n := strconv.Itoa(g.r.IntN(4))
+	return &fsmv1.Member{Id: "n" + n, RaftAddress: "10.0.0." + n + ":7000", GrpcAddress: "10.0.0." + n + ":" + strconv.Itoa(8000+g.r.IntN(3))}
+}
+
+func (g *gen) set() *conclavev1.SetRequest {
+	return &conclavev1.SetRequest{
+		Key: []byte(g.key()), Value: g.value(), TtlMs: g.ttl(),
+		IfAbsent: g.r.IntN(8) == 0, IfPresent: g.r.IntN(8) == 0, IfRevision: g.revision(),
+		KeepTtl: g.r.IntN(4) == 0, ReturnPrevious: g.r.IntN(2) == 0,
+	}
+}
+
+func (g *gen) delete() *conclavev1.DeleteRequest {
+	req := &conclavev1.DeleteRequest{ReturnPrevious: g.r.IntN(2) == 0}
+	for range 1 + g.r.IntN(3) {
+		req.Keys = append(req.Keys, []byte(g.key()))
+	}
+	if g.r.IntN(3) == 0 {
+		req.Keys = req.Keys[:1]
+		req.IfRevision = g.revision()
+	}
+	return req
+}
+
+func (g *gen) increment() *conclavev1.IncrementRequest {
+	return &conclavev1.IncrementRequest{Key: []byte(g.key()), Delta: g.delta(), TtlMs: g.ttl()}
+}
+
+func (g *gen) txn() *conclavev1.TxnRequest {
+	req := &conclavev1.TxnRequest{}
+	for range g.r.IntN(3) {
+		c := &conclavev1.Compare{Key: []byte(g.key()), Operator: conclavev1.CompareOperator(1 + g.r.IntN(4))}
+		switch g.r.IntN(5) {
+		case 0:
+			c.Target = &conclavev1.Compare_Value{Value: g.value()}
+		case 1:
+			c.Target = &conclavev1.Compare_ModRevision{ModRevision: *cmpOr(g.revision(), 0)}
+		case 2:
+			c.Target = &conclavev1.Compare_CreateRevision{CreateRevision: *cmpOr(g.revision(), 0)}
+		case 3:
+			c.Target = &conclavev1.Compare_Version{Version: g.r.Int64N(4)}
+		case 4:
+			c.Target = &conclavev1.Compare_Exists{Exists: g.r.IntN(2) == 0}
+			c.Operator = conclavev1.CompareOperator(1 + g.r.IntN(2))
+		}
+		req.Compares = append(req.Compares, c)
+	}
+	ops := func() []*conclavev1.TxnOp {
+		var out []*conclavev1.TxnOp
+		for range g.r.IntN(4) {
+			switch g.r.IntN(3) {
+			case 0:
+				out = append(out, &conclavev1.TxnOp{Op: &conclavev1.TxnOp_Set{Set: g.set()}})
+			case 1:
+				out = append(out, &conclavev1.TxnOp{Op: &conclavev1.TxnOp_Delete{Delete: g.delete()}})
+			case 2:
+				out = append(out, &conclavev1.TxnOp{Op: &conclavev1.TxnOp_Increment{Increment: g.increment()}})
+			}
+		}
+		return out
+	}
+	req.Success, req.Failure = ops(), ops()
+	return req
+}
+
+func cmpOr(p *uint64, v uint64) *uint64 {
+	if p == nil {
+		return &v
+	}
+	return p
+}
+
+// TestRandom_Replicas feeds one random log to two machines and, at checkpoints, to
+// machines restored from a snapshot: every result and every snapshot must be identical,
+// Snapshot→Restore→Snapshot must be the identity, and a failed command or a retried
+// request id must leave the visible state unchanged.
+func TestRandom_Replicas(t *testing.T) {
+	seed := testSeed(t)
+	n := 4000
+	if testing.Short() {
+		n = 1000
+	}
+	entries := genLog(seed, n)
+	a, b := fsm.New(), fsm.New()
+	var late []*fsm.Machine // restored at checkpoints, then fed the rest of the log
+	type counts struct{ ok, failed, retried int }
+	stats := map[string]*counts{}
+
+	for i, e := range entries {
+		var at int64
+		var before string
+		if e.cmd != nil {
+			at = max(e.cmd.GetNowUnixNano(), a.Clock())
+			before = dump(a, at)
+		}
+		ra, rb := e.apply(a), e.apply(b)
+		if !proto.Equal(ra, rb) {
+			t.Fatalf("entry %d (index %d, %s): replicas returned\n%v\nand\n%v", i, e.index, opKind(e.cmd), ra, rb)
+		}
+		for j, r := range late {
+			if rr := e.apply(r); !proto.Equal(rr, ra) {
+				t.Fatalf("entry %d (index %d, %s): machine restored at checkpoint %d returned\n%v\nwant\n%v", i, e.index, opKind(e.cmd), j, rr, ra)
+			}
+		}
+		if a.AppliedIndex() != e.index {
+			t.Fatalf("entry %d: AppliedIndex = %d, want %d", i, a.AppliedIndex(), e.index)
+		}
+		if e.cmd != nil {
+			c := stats[opKind(e.cmd)]
+			if c == nil {
+				c = &counts{}
+				stats[opKind(e.cmd)] = c
+			}
+			retried := ra.GetIndex() != e.index
+			switch {
+			case retried:
+				c.retried++
+			case ra.GetError() != nil:
+				c.failed++
+			default:
+				c.ok++
+			}
+			if retried || ra.GetError() != nil {
+				if after := dump(a, at); after != before {
+					t.Fatalf("entry %d (index %d, %s, result %v) changed state\nbefore:\n%s\nafter:\n%s",
+						i, e.index, opKind(e.cmd), ra, before, after)
+				}
+			}
+		}
+		if (i+1)%500 == 0 || i == len(entries)-1 {
+			sa, sb := snapshotBytes(t, a), snapshotBytes(t, b)
+			if !bytes.Equal(sa, sb) {
+				t.Fatalf("entry %d: replicas' snapshots differ", i)
+			}
+			r := fsm.New()
+			if err := r.Restore(bytes.NewReader(sa)); err != nil {
+				t.Fatalf("entry %d: Restore: %v", i, err)
+			}
+			if sr := snapshotBytes(t, r); !bytes.Equal(sr, sa) {
+				t.Fatalf("entry %d: Snapshot→Restore→Snapshot is not the identity (%d vs %d bytes)", i, len(sr), len(sa))
+			}
+			if r.AppliedIndex() != a.AppliedIndex() || r.Clock() != a.Clock() || dump(r, a.Clock()) != dump(a, a.Clock()) {
+				t.Fatalf("entry %d: restored machine reads differently", i)
+			}
+			late = append(late, r)
+		}
+	}
+	final := snapshotBytes(t, a)
+	for j, r := range late {
+		if !bytes.Equal(snapshotBytes(t, r), final) {
+			t.Errorf("machine restored at checkpoint %d ends different from one that never restored", j)
+		}
+	}
+
+	t.Logf("final snapshot %d bytes, clock %+dms", len(final), (a.Clock()-t0)/ms)
+	for _, k := range []string{"Set", "MultiSet", "Delete", "Increment", "Expire", "Txn", "ExpireDue", "LeaderStart", "MemberPut", "MemberRemove", "empty"} {
+		c := stats[k]
+		if c == nil {
+			c = &counts{}
+		}
+		t.Logf("%-12s ok %4d  failed %4d  retried %4d", k, c.ok, c.failed, c.retried)
+		if c.ok == 0 {
+			t.Errorf("the log never applied %s successfully: the generator is too weak", k)
+		}
+	}
+	var failed, retried int
+	for _, c := range stats {
+		failed += c.failed
+		retried += c.retried
+	}
+	if failed == 0 || retried == 0 {
+		t.Errorf("the log has %d failures and %d retries; want some of each", failed, retried)
+	}
+}
+
+// TestSnapshot_Corrupt flips bytes of and truncates a snapshot: Restore must fail with
+// ErrBadSnapshot every time and leave the machine's previous state intact.
+func TestSnapshot_Corrupt(t *testing.T) {
+	seed := testSeed(t)
+	src := fsm.New()
+	for _, e := range genLog(seed, 300) {
+		e.apply(src)
+	}
+	good := snapshotBytes(t, src)
+
+	m := fsm.New()
+	for _, e := range genLog(seed+1, 20) {
+		e.apply(m)
+	}
+	want := snapshotBytes(t, m)
+	wantDump := dump(m, m.Clock())
+
+	try := func(what string, data []byte) {
+		t.Helper()
+		err := m.Restore(bytes.NewReader(data))
+		if !errors.Is(err, fsm.ErrBadSnapshot) {
+			t.Fatalf("%s: Restore error = %v, want ErrBadSnapshot", what, err)
+		}
+		if got := snapshotBytes(t, m); !bytes.Equal(got, want) {
+			t.Fatalf("%s: failed Restore changed the machine:\n%s\nwant:\n%s", what, dump(m, m.Clock()), wantDump)
+		}
+	}
+
+	// Every position in a short snapshot; evenly spread ones (plus both ends) in a long one.
+	stride := max(1, len(good)/1500)
+	var positions []int
+	for i := 0; i < len(good); i++ {
+		if i < 64 || i >= len(good)-64 || i%stride == 0 {
+			positions = append(positions, i)
+		}
+	}
+	t.Logf("snapshot of %d bytes, trying %d positions", len(good), len(positions))
+	for _, i := range positions {
+		for _, mask := range []byte{0x01, 0x80, 0xff} {
+			bad := bytes.Clone(good)
+			bad[i] ^= mask
+			try(fmt.Sprintf("byte %d ^ %#x", i, mask), bad)
+		}
+		try(fmt.Sprintf("truncated to %d bytes", i), good[:i])
+	}
+	wrongVersion := bytes.Clone(good)
+	wrongVersion[len("CNCLSNAP")+3] = 2
+	try("format version 2", wrongVersion)
+	try("empty", nil)
+	try("no meta record", []byte("CNCLSNAP\x00\x00\x00\x01\x00"))
+
+	// The good snapshot still restores, replacing everything.
+	if err := m.Restore(bytes.NewReader(good)); err != nil {
+		t.Fatalf("Restore of the good snapshot: %v", err)
+	}
+	if !bytes.Equal(snapshotBytes(t, m), good) {
+		t.Fatal("after Restore of the good snapshot the machine's snapshot differs from it")
+	}
+}
