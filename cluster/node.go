@@ -31,8 +31,9 @@ type Node struct {
 	store   *raftboltdb.BoltStore
 	trans   *raft.NetworkTransport
 
-	reads *readBatcher
-	conns *connPool
+	leaderReads   *readBatcher
+	followerReads *readBatcher
+	conns         *connPool
 
 	shutdownOnce sync.Once
 	shutdownCh   chan struct{}
@@ -57,13 +58,15 @@ func New(cfg Config, log *zap.Logger) (*Node, error) {
 		conns:      newConnPool(),
 		shutdownCh: make(chan struct{}),
 	}
-	n.reads = newReadBatcher(n)
+	n.leaderReads = newReadBatcher(n, n.leaderReadRound)
+	n.followerReads = newReadBatcher(n, n.askLeaderReadIndex)
 	if err := n.startRaft(); err != nil {
 		n.conns.close()
 		return nil, err
 	}
-	n.wg.Add(3)
-	go n.reads.run()
+	n.wg.Add(4)
+	go n.leaderReads.run()
+	go n.followerReads.run()
 	go n.leaderLoop()
 	go n.registerSelf()
 	return n, nil

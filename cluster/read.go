@@ -40,25 +40,14 @@ func (n *Node) Read(ctx context.Context, c conclavev1.Consistency, fn func(v *fs
 }
 
 // ReadIndex returns a raft index such that a read of state applied through it is
-// linearizable. Followers ask the leader (once; the leader never forwards).
+// linearizable. On the leader it joins the leader's batch; on a follower it joins the
+// follower's batch, one ReadIndex request to the leader serving every read that waits
+// (the leader never forwards a forwarded request).
 func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	if n.IsLeader() || Forwarded(ctx) {
 		return n.LeaderReadIndex(ctx)
 	}
-	conn, err := n.leaderConn(ctx)
-	if err != nil {
-		return 0, err
-	}
-	ctx, cancel := n.withDefaultTimeout(ctx)
-	defer cancel()
-	resp, err := fsmv1.NewForwardServiceClient(conn).ReadIndex(markForwarded(ctx), &fsmv1.ReadIndexRequest{})
-	if err != nil {
-		return 0, err
-	}
-	if err := forwardErr(resp.GetError()); err != nil {
-		return 0, err
-	}
-	return resp.GetIndex(), nil
+	return n.followerReads.readIndex(ctx)
 }
 
 // LeaderReadIndex joins the next ReadIndex batch on this node, which must lead.
@@ -67,7 +56,7 @@ func (n *Node) LeaderReadIndex(ctx context.Context) (uint64, error) {
 	wait := 5 * time.Millisecond
 	deadline := time.Now().Add(2 * n.cfg.ElectionTimeout)
 	for {
-		idx, err := n.reads.readIndex(ctx)
+		idx, err := n.leaderReads.readIndex(ctx)
 		if !errors.Is(err, ErrNotReady) || time.Now().After(deadline) {
 			return idx, err
 		}
@@ -76,6 +65,31 @@ func (n *Node) LeaderReadIndex(ctx context.Context) (uint64, error) {
 		}
 		wait = min(2*wait, 100*time.Millisecond)
 	}
+}
+
+// askLeaderReadIndex is the follower's batch round: one ReadIndex request to the leader.
+func (n *Node) askLeaderReadIndex() (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ForwardTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-n.shutdownCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	conn, err := n.leaderConn(ctx)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := fsmv1.NewForwardServiceClient(conn).ReadIndex(markForwarded(ctx), &fsmv1.ReadIndexRequest{})
+	if err != nil {
+		return 0, err
+	}
+	if err := forwardErr(resp.GetError()); err != nil {
+		return 0, err
+	}
+	return resp.GetIndex(), nil
 }
 
 // waitApplied blocks until the machine has applied index.
@@ -95,11 +109,12 @@ func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
-// readBatcher is the leader's ReadIndex loop, as etcd's linearizableReadLoop: one round
-// serves every read that arrived while the previous round ran, so a burst of reads costs
-// one VerifyLeader (a heartbeat round to a quorum) rather than one each.
+// readBatcher is a ReadIndex loop, as etcd's linearizableReadLoop: one round serves every
+// read that arrived while the previous round ran. On the leader a round is one
+// VerifyLeader (a heartbeat round to a quorum); on a follower, one request to the leader.
 type readBatcher struct {
 	n       *Node
+	round   func() (uint64, error)
 	mu      sync.Mutex
 	pending []*readWaiter
 	wake    chan struct{}
@@ -111,8 +126,8 @@ type readWaiter struct {
 	err   error
 }
 
-func newReadBatcher(n *Node) *readBatcher {
-	return &readBatcher{n: n, wake: make(chan struct{}, 1)}
+func newReadBatcher(n *Node, round func() (uint64, error)) *readBatcher {
+	return &readBatcher{n: n, round: round, wake: make(chan struct{}, 1)}
 }
 
 func (b *readBatcher) readIndex(ctx context.Context) (uint64, error) {
@@ -157,14 +172,15 @@ func (b *readBatcher) run() {
 	}
 }
 
-// round confirms leadership and returns the commit index recorded before confirming.
-func (b *readBatcher) round() (uint64, error) {
-	r := b.n.raft
+// leaderReadRound confirms leadership and returns the commit index recorded before
+// confirming.
+func (n *Node) leaderReadRound() (uint64, error) {
+	r := n.raft
 	if r.State() != raft.Leader {
 		return 0, ErrNotLeader
 	}
 	term := r.CurrentTerm()
-	if b.n.machine.LeaderStartTerm() < term {
+	if n.machine.LeaderStartTerm() < term {
 		return 0, ErrNotReady
 	}
 	idx := r.CommitIndex()
