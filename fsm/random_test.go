@@ -414,7 +414,7 @@ func TestSnapshot_Corrupt(t *testing.T) {
 	}
 
 	// Every position in a short snapshot; evenly spread ones (plus both ends) in a long one.
-	stride := max(1, len(good)/1500)
+	stride := max(1, len(good)/400)
 	var positions []int
 	for i := 0; i < len(good); i++ {
 		if i < 64 || i >= len(good)-64 || i%stride == 0 {
