@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
-	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
 )
 
 // nextStart rotates the first endpoint among the Clients of one process, so that many
@@ -22,8 +22,8 @@ var nextStart atomic.Uint64
 // concurrent use; Close releases its connections.
 type Client struct {
 	conn    *failoverConn
-	kv      conclavev1.KVServiceClient
-	cluster conclavev1.ClusterServiceClient
+	kv      conclavev1grpc.KVServiceClient
+	cluster conclavev1grpc.ClusterServiceClient
 }
 
 // New creates a Client for cfg. It does not wait for any endpoint to be reachable:
@@ -65,8 +65,8 @@ func New(cfg Config) (*Client, error) {
 
 	return &Client{
 		conn:    fc,
-		kv:      conclavev1.NewKVServiceClient(fc),
-		cluster: conclavev1.NewClusterServiceClient(fc),
+		kv:      conclavev1grpc.NewKVServiceClient(fc),
+		cluster: conclavev1grpc.NewClusterServiceClient(fc),
 	}, nil
 }
 
@@ -81,11 +81,11 @@ func target(ep string) string {
 
 // KV returns the KVService client. Its calls fail over between endpoints, get a
 // request_id when they mutate, and return *Error.
-func (c *Client) KV() conclavev1.KVServiceClient { return c.kv }
+func (c *Client) KV() conclavev1grpc.KVServiceClient { return c.kv }
 
 // Cluster returns the ClusterService client. Status is retried on another endpoint when
 // Unavailable; Join, Remove, TransferLeadership and Snapshot are never retried.
-func (c *Client) Cluster() conclavev1.ClusterServiceClient { return c.cluster }
+func (c *Client) Cluster() conclavev1grpc.ClusterServiceClient { return c.cluster }
 
 // Conn returns the failover connection the service clients are built on, for other
 // generated clients of Conclave's public services.

@@ -13,13 +13,14 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
 )
 
 // fakeNode is one in-process endpoint: a KVService and ClusterService that record the
 // calls they receive and fail every call with code fail unless it is codes.OK.
 type fakeNode struct {
-	conclavev1.UnimplementedKVServiceServer
-	conclavev1.UnimplementedClusterServiceServer
+	conclavev1grpc.UnimplementedKVServiceServer
+	conclavev1grpc.UnimplementedClusterServiceServer
 
 	name string
 	lis  *bufconn.Listener
@@ -114,8 +115,8 @@ func newTestCluster(t *testing.T, n int) (*Client, []*fakeNode) {
 	for i := range nodes {
 		node := &fakeNode{name: "ep" + string(rune('0'+i)), lis: bufconn.Listen(1 << 16)}
 		srv := grpc.NewServer()
-		conclavev1.RegisterKVServiceServer(srv, node)
-		conclavev1.RegisterClusterServiceServer(srv, node)
+		conclavev1grpc.RegisterKVServiceServer(srv, node)
+		conclavev1grpc.RegisterClusterServiceServer(srv, node)
 		go func() { _ = srv.Serve(node.lis) }()
 		t.Cleanup(srv.Stop)
 		nodes[i] = node

@@ -7,17 +7,17 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
 )
 
 // safeReads are the methods that change nothing and may be sent again to any node.
 // Mutations are safe when they carry a request_id, whatever their service.
 var safeReads = map[string]bool{
-	conclavev1.KVService_Get_FullMethodName:         true,
-	conclavev1.KVService_MultiGet_FullMethodName:    true,
-	conclavev1.KVService_TTL_FullMethodName:         true,
-	conclavev1.KVService_Scan_FullMethodName:        true,
-	conclavev1.ClusterService_Status_FullMethodName: true,
+	conclavev1grpc.KVService_Get_FullMethodName:         true,
+	conclavev1grpc.KVService_MultiGet_FullMethodName:    true,
+	conclavev1grpc.KVService_TTL_FullMethodName:         true,
+	conclavev1grpc.KVService_Scan_FullMethodName:        true,
+	conclavev1grpc.ClusterService_Status_FullMethodName: true,
 }
 
 // requestIDField is the field every mutating request of the public API may carry.

@@ -13,6 +13,7 @@ import (
 	"github.com/conclave-dev/conclave/fsm"
 
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+	"github.com/conclave-dev/conclave/proto/conclave/fsm/v1/fsmv1grpc"
 )
 
 // forwardedKey marks a request one node sent to another; such a request is never
@@ -42,7 +43,7 @@ func (n *Node) Apply(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, er
 	}
 	ctx, cancel := n.withDefaultTimeout(ctx)
 	defer cancel()
-	resp, err := fsmv1.NewForwardServiceClient(conn).Apply(markForwarded(ctx), &fsmv1.ApplyRequest{Command: cmd})
+	resp, err := fsmv1grpc.NewForwardServiceClient(conn).Apply(markForwarded(ctx), &fsmv1.ApplyRequest{Command: cmd})
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc"
 
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+	"github.com/conclave-dev/conclave/proto/conclave/fsm/v1/fsmv1grpc"
 )
 
 // forwardService is the leader's side of forwarding: it applies commands and serves read
@@ -14,14 +15,14 @@ import (
 // ForwardError values so the follower returns the very same sentinel; anything else
 // (context, transport) is an ordinary gRPC error.
 type forwardService struct {
-	fsmv1.UnimplementedForwardServiceServer
+	fsmv1grpc.UnimplementedForwardServiceServer
 	n *Node
 }
 
 // RegisterForwardService registers the node's internal ForwardService on s (the same
 // gRPC server that serves the public API).
 func (n *Node) RegisterForwardService(s grpc.ServiceRegistrar) {
-	fsmv1.RegisterForwardServiceServer(s, &forwardService{n: n})
+	fsmv1grpc.RegisterForwardServiceServer(s, &forwardService{n: n})
 }
 
 func (f *forwardService) Apply(ctx context.Context, req *fsmv1.ApplyRequest) (*fsmv1.ApplyResponse, error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/conclave-dev/conclave/cluster"
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
 )
 
 // testNode is one in-process node: a cluster.Node and a gRPC server carrying the
@@ -87,7 +88,7 @@ func (c *testCluster) start(cfg cluster.Config) *testNode {
 	}
 	srv := grpc.NewServer()
 	node.RegisterForwardService(srv)
-	conclavev1.RegisterClusterServiceServer(srv, &peerClusterService{node: node})
+	conclavev1grpc.RegisterClusterServiceServer(srv, &peerClusterService{node: node})
 	go srv.Serve(lis)
 	return &testNode{cfg: cfg, node: node, srv: srv}
 }
@@ -204,7 +205,7 @@ func eventually(t *testing.T, timeout time.Duration, fn func() error) {
 // peerClusterService is the slice of ClusterService that nodes call on each other
 // (Status for promotion, Join and Remove for forwarding).
 type peerClusterService struct {
-	conclavev1.UnimplementedClusterServiceServer
+	conclavev1grpc.UnimplementedClusterServiceServer
 	node *cluster.Node
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/conclave-dev/conclave/fsm"
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
 )
 
 // leaderLoop runs the leader-only work for as long as this node leads: it proposes
@@ -113,7 +114,7 @@ func (n *Node) promoteCaughtUp(ctx context.Context) {
 			continue
 		}
 		sctx, cancel := context.WithTimeout(ctx, time.Second)
-		st, err := conclavev1.NewClusterServiceClient(conn).Status(sctx, &conclavev1.StatusRequest{})
+		st, err := conclavev1grpc.NewClusterServiceClient(conn).Status(sctx, &conclavev1.StatusRequest{})
 		cancel()
 		if err != nil || st.GetAppliedIndex() < target {
 			continue

@@ -13,6 +13,7 @@ import (
 	"github.com/conclave-dev/conclave/fsm"
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
 )
 
 // Status describes this node and the cluster as it sees it. It asks no other node.
@@ -75,7 +76,7 @@ func (n *Node) members() ([]*conclavev1.Member, error) {
 // the request to the leader.
 func (n *Node) Join(ctx context.Context, id, raftAddr, grpcAddr string) ([]*conclavev1.Member, error) {
 	if !n.IsLeader() {
-		return n.forwardMembership(ctx, func(c conclavev1.ClusterServiceClient, ctx context.Context) ([]*conclavev1.Member, error) {
+		return n.forwardMembership(ctx, func(c conclavev1grpc.ClusterServiceClient, ctx context.Context) ([]*conclavev1.Member, error) {
 			r, err := c.Join(ctx, &conclavev1.JoinRequest{Id: id, RaftAddress: raftAddr, GrpcAddress: grpcAddr})
 			return r.GetMembers(), err
 		})
@@ -112,7 +113,7 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, grpcAddr string) ([]*conc
 // forward the request to the leader.
 func (n *Node) Remove(ctx context.Context, id string) ([]*conclavev1.Member, error) {
 	if !n.IsLeader() {
-		return n.forwardMembership(ctx, func(c conclavev1.ClusterServiceClient, ctx context.Context) ([]*conclavev1.Member, error) {
+		return n.forwardMembership(ctx, func(c conclavev1grpc.ClusterServiceClient, ctx context.Context) ([]*conclavev1.Member, error) {
 			r, err := c.Remove(ctx, &conclavev1.RemoveRequest{Id: id})
 			return r.GetMembers(), err
 		})
@@ -151,7 +152,7 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) (string, error
 		if err != nil {
 			return "", err
 		}
-		r, err := conclavev1.NewClusterServiceClient(conn).TransferLeadership(markForwarded(ctx), &conclavev1.TransferLeadershipRequest{ToId: id})
+		r, err := conclavev1grpc.NewClusterServiceClient(conn).TransferLeadership(markForwarded(ctx), &conclavev1.TransferLeadershipRequest{ToId: id})
 		return r.GetLeaderId(), err
 	}
 	var f raft.Future
@@ -205,7 +206,7 @@ func (n *Node) Snapshot(ctx context.Context) (uint64, error) {
 }
 
 // forwardMembership sends a membership change to the leader's ClusterService, once.
-func (n *Node) forwardMembership(ctx context.Context, call func(conclavev1.ClusterServiceClient, context.Context) ([]*conclavev1.Member, error)) ([]*conclavev1.Member, error) {
+func (n *Node) forwardMembership(ctx context.Context, call func(conclavev1grpc.ClusterServiceClient, context.Context) ([]*conclavev1.Member, error)) ([]*conclavev1.Member, error) {
 	if Forwarded(ctx) {
 		return nil, ErrNotLeader
 	}
@@ -215,7 +216,7 @@ func (n *Node) forwardMembership(ctx context.Context, call func(conclavev1.Clust
 	}
 	ctx, cancel := n.withDefaultTimeout(ctx)
 	defer cancel()
-	return call(conclavev1.NewClusterServiceClient(conn), markForwarded(ctx))
+	return call(conclavev1grpc.NewClusterServiceClient(conn), markForwarded(ctx))
 }
 
 // joinThrough asks the member at addr to add this node, retrying until it succeeds.
@@ -231,7 +232,7 @@ func (n *Node) joinThrough(addr string) {
 		conn, err := n.conns.get(addr)
 		if err == nil {
 			jctx, jcancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err = conclavev1.NewClusterServiceClient(conn).Join(jctx, &conclavev1.JoinRequest{
+			_, err = conclavev1grpc.NewClusterServiceClient(conn).Join(jctx, &conclavev1.JoinRequest{
 				Id: n.cfg.ID, RaftAddress: n.cfg.RaftAddr, GrpcAddress: n.cfg.GRPCAddr,
 			})
 			jcancel()

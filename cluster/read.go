@@ -10,6 +10,7 @@ import (
 
 	"github.com/conclave-dev/conclave/fsm"
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+	"github.com/conclave-dev/conclave/proto/conclave/fsm/v1/fsmv1grpc"
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 )
 
@@ -82,7 +83,7 @@ func (n *Node) askLeaderReadIndex() (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	resp, err := fsmv1.NewForwardServiceClient(conn).ReadIndex(markForwarded(ctx), &fsmv1.ReadIndexRequest{})
+	resp, err := fsmv1grpc.NewForwardServiceClient(conn).ReadIndex(markForwarded(ctx), &fsmv1.ReadIndexRequest{})
 	if err != nil {
 		return 0, err
 	}

@@ -29,7 +29,7 @@ if [ "${1:-}" = "--check" ]; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   cp -r proto buf.yaml buf.gen.yaml "$tmp"/
-  (cd "$tmp" && find proto -name '*.pb.go' -delete && buf generate)
+  (cd "$tmp" && find proto -name "*.pb.go" -delete && buf generate)
   if ! diff -r proto "$tmp/proto" >/dev/null; then
     diff -r proto "$tmp/proto" | head -20 >&2
     echo "generated protobuf code is stale: run scripts/gen.sh and commit the result" >&2

@@ -4,16 +4,17 @@ import (
 	"context"
 
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
 )
 
-// clusterService implements conclavev1.ClusterService. Membership changes are not KV
+// clusterService implements conclavev1grpc.ClusterService. Membership changes are not KV
 // writes, so their headers carry the node and term but revision 0.
 type clusterService struct {
-	conclavev1.UnimplementedClusterServiceServer
+	conclavev1grpc.UnimplementedClusterServiceServer
 	node Node
 }
 
-var _ conclavev1.ClusterServiceServer = (*clusterService)(nil)
+var _ conclavev1grpc.ClusterServiceServer = (*clusterService)(nil)
 
 func (s *clusterService) Status(ctx context.Context, _ *conclavev1.StatusRequest) (*conclavev1.StatusResponse, error) {
 	resp, err := s.node.Status(ctx)

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
-	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
 )
 
 // testServer is a Server on an in-process bufconn listener, backed by a localNode.
@@ -23,8 +23,8 @@ type testServer struct {
 	srv     *Server
 	node    *localNode
 	conn    *grpc.ClientConn
-	kv      conclavev1.KVServiceClient
-	cluster conclavev1.ClusterServiceClient
+	kv      conclavev1grpc.KVServiceClient
+	cluster conclavev1grpc.ClusterServiceClient
 }
 
 func newTestServer(t *testing.T) *testServer {
@@ -58,8 +58,8 @@ func newTestServerWith(t *testing.T, node *localNode, cfg Config) *testServer {
 		srv:     srv,
 		node:    node,
 		conn:    conn,
-		kv:      conclavev1.NewKVServiceClient(conn),
-		cluster: conclavev1.NewClusterServiceClient(conn),
+		kv:      conclavev1grpc.NewKVServiceClient(conn),
+		cluster: conclavev1grpc.NewClusterServiceClient(conn),
 	}
 }
 

@@ -5,14 +5,14 @@ import (
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
 )
 
 // healthPollInterval is how often the KVService health status follows node.LeaderKnown.
 const healthPollInterval = 250 * time.Millisecond
 
 // kvServiceName is the health service name that reports whether KV requests can be served.
-var kvServiceName = conclavev1.KVService_ServiceDesc.ServiceName
+var kvServiceName = conclavev1grpc.KVService_ServiceDesc.ServiceName
 
 // setKVHealth reports KVService SERVING exactly while the node knows a leader.
 func (s *Server) setKVHealth() {

@@ -9,16 +9,17 @@ import (
 	"github.com/conclave-dev/conclave/fsm"
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
 )
 
-// kvService implements conclavev1.KVService: validate, call the node, map the error,
+// kvService implements conclavev1grpc.KVService: validate, call the node, map the error,
 // fill the header.
 type kvService struct {
-	conclavev1.UnimplementedKVServiceServer
+	conclavev1grpc.UnimplementedKVServiceServer
 	node Node
 }
 
-var _ conclavev1.KVServiceServer = (*kvService)(nil)
+var _ conclavev1grpc.KVServiceServer = (*kvService)(nil)
 
 func (s *kvService) Get(ctx context.Context, req *conclavev1.GetRequest) (*conclavev1.GetResponse, error) {
 	if err := validateGet(req); err != nil {

@@ -17,7 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
-	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
 )
 
 // DefaultShutdownTimeout is how long Shutdown lets in-flight RPCs finish when
@@ -77,8 +77,8 @@ func New(cfg Config, node Node, log *zap.Logger) *Server {
 	s.registry = newRegistry(s.metrics, node, log)
 	opts := append(s.interceptors(), grpc.MaxRecvMsgSize(maxRecvMsgBytes))
 	s.grpc = grpc.NewServer(opts...)
-	conclavev1.RegisterKVServiceServer(s.grpc, &kvService{node: node})
-	conclavev1.RegisterClusterServiceServer(s.grpc, &clusterService{node: node})
+	conclavev1grpc.RegisterKVServiceServer(s.grpc, &kvService{node: node})
+	conclavev1grpc.RegisterClusterServiceServer(s.grpc, &clusterService{node: node})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 

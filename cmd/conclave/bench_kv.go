@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
 )
 
 // Operations of `conclave bench kv`.
@@ -76,9 +77,9 @@ func runBenchKV(ctx context.Context, cfg benchKVConfig) (benchResult, error) {
 			_ = cc.Close()
 		}
 	}()
-	kvs := make([]conclavev1.KVServiceClient, len(conns))
+	kvs := make([]conclavev1grpc.KVServiceClient, len(conns))
 	for i, cc := range conns {
-		kvs[i] = conclavev1.NewKVServiceClient(cc)
+		kvs[i] = conclavev1grpc.NewKVServiceClient(cc)
 	}
 
 	prefix := "bench/kv/"
@@ -171,7 +172,7 @@ func waitReady(ctx context.Context, cc *grpc.ClientConn, timeout time.Duration) 
 }
 
 // populate writes every key once, the clients sharing the work, so that reads find values.
-func populate(ctx context.Context, cfg benchKVConfig, kvs []conclavev1.KVServiceClient, keys [][]byte) error {
+func populate(ctx context.Context, cfg benchKVConfig, kvs []conclavev1grpc.KVServiceClient, keys [][]byte) error {
 	value := make([]byte, cfg.valueSize)
 	errs := make([]error, cfg.clients)
 	var wg sync.WaitGroup
@@ -196,7 +197,7 @@ func populate(ctx context.Context, cfg benchKVConfig, kvs []conclavev1.KVService
 // benchWorker is one client goroutine; its fields are its own until the run ends.
 type benchWorker struct {
 	cfg       *benchKVConfig
-	kv        conclavev1.KVServiceClient
+	kv        conclavev1grpc.KVServiceClient
 	keys      [][]byte
 	rng       *rand.Rand
 	latencies []time.Duration

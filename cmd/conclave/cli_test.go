@@ -16,11 +16,12 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
 )
 
 // fakeKV is a KVService holding one map, for driving the CLI without a cluster.
 type fakeKV struct {
-	conclavev1.UnimplementedKVServiceServer
+	conclavev1grpc.UnimplementedKVServiceServer
 	mu      sync.Mutex
 	data    map[string]string
 	lastSet *conclavev1.SetRequest
@@ -58,7 +59,7 @@ func startFakeKV(t *testing.T) (*fakeKV, string) {
 	}
 	f := &fakeKV{data: map[string]string{"greeting": "hello"}}
 	srv := grpc.NewServer()
-	conclavev1.RegisterKVServiceServer(srv, f)
+	conclavev1grpc.RegisterKVServiceServer(srv, f)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	return f, lis.Addr().String()
@@ -86,7 +87,7 @@ func TestCLI_KV(t *testing.T) {
 		{"set nx fails", []string{"kv", "set", "greeting", "x", "--nx", ep}, 1, "", `Error: kv: key "greeting" exists`},
 		{"nx and xx exclusive", []string{"kv", "set", "a", "b", "--nx", "--xx", ep}, 1, "", "Error: if any flags in the group"},
 		{"bad output", []string{"kv", "get", "greeting", "-o", "yaml", ep}, 1, "", `Error: --output "yaml"`},
-		{"serve placeholder", []string{"serve"}, 1, "", "Error: serve: not wired yet"},
+		{"serve needs an id", []string{"serve", "--data-dir", "unused"}, 1, "", "Error: cluster: config: id must not be empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -80,6 +80,9 @@ func newLogger(level string) (*zap.Logger, error) {
 }
 
 func serve(ctx context.Context, cfg cluster.Config, metricsAddr string, shutdownTimeout time.Duration, log *zap.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.GRPCAddr, err)

@@ -699,13 +699,7 @@ const file_conclave_v1_cluster_proto_rawDesc = "" +
 	"\x0fSnapshotRequest\"]\n" +
 	"\x10SnapshotResponse\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.conclave.v1.ResponseHeaderR\x06header\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index2\x83\x03\n" +
-	"\x0eClusterService\x12A\n" +
-	"\x06Status\x12\x1a.conclave.v1.StatusRequest\x1a\x1b.conclave.v1.StatusResponse\x12;\n" +
-	"\x04Join\x12\x18.conclave.v1.JoinRequest\x1a\x19.conclave.v1.JoinResponse\x12A\n" +
-	"\x06Remove\x12\x1a.conclave.v1.RemoveRequest\x1a\x1b.conclave.v1.RemoveResponse\x12e\n" +
-	"\x12TransferLeadership\x12&.conclave.v1.TransferLeadershipRequest\x1a'.conclave.v1.TransferLeadershipResponse\x12G\n" +
-	"\bSnapshot\x12\x1c.conclave.v1.SnapshotRequest\x1a\x1d.conclave.v1.SnapshotResponseB?Z=github.com/conclave-dev/conclave/proto/conclave/v1;conclavev1b\x06proto3"
+	"\x05index\x18\x02 \x01(\x04R\x05indexB?Z=github.com/conclave-dev/conclave/proto/conclave/v1;conclavev1b\x06proto3"
 
 var (
 	file_conclave_v1_cluster_proto_rawDescOnce sync.Once
@@ -743,18 +737,8 @@ var file_conclave_v1_cluster_proto_depIdxs = []int32{
 	0,  // 5: conclave.v1.RemoveResponse.members:type_name -> conclave.v1.Member
 	11, // 6: conclave.v1.TransferLeadershipResponse.header:type_name -> conclave.v1.ResponseHeader
 	11, // 7: conclave.v1.SnapshotResponse.header:type_name -> conclave.v1.ResponseHeader
-	1,  // 8: conclave.v1.ClusterService.Status:input_type -> conclave.v1.StatusRequest
-	3,  // 9: conclave.v1.ClusterService.Join:input_type -> conclave.v1.JoinRequest
-	5,  // 10: conclave.v1.ClusterService.Remove:input_type -> conclave.v1.RemoveRequest
-	7,  // 11: conclave.v1.ClusterService.TransferLeadership:input_type -> conclave.v1.TransferLeadershipRequest
-	9,  // 12: conclave.v1.ClusterService.Snapshot:input_type -> conclave.v1.SnapshotRequest
-	2,  // 13: conclave.v1.ClusterService.Status:output_type -> conclave.v1.StatusResponse
-	4,  // 14: conclave.v1.ClusterService.Join:output_type -> conclave.v1.JoinResponse
-	6,  // 15: conclave.v1.ClusterService.Remove:output_type -> conclave.v1.RemoveResponse
-	8,  // 16: conclave.v1.ClusterService.TransferLeadership:output_type -> conclave.v1.TransferLeadershipResponse
-	10, // 17: conclave.v1.ClusterService.Snapshot:output_type -> conclave.v1.SnapshotResponse
-	13, // [13:18] is the sub-list for method output_type
-	8,  // [8:13] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for method output_type
+	8,  // [8:8] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
 	8,  // [8:8] is the sub-list for extension extendee
 	0,  // [0:8] is the sub-list for field type_name
@@ -774,7 +758,7 @@ func file_conclave_v1_cluster_proto_init() {
 			NumEnums:      0,
 			NumMessages:   11,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   0,
 		},
 		GoTypes:           file_conclave_v1_cluster_proto_goTypes,
 		DependencyIndexes: file_conclave_v1_cluster_proto_depIdxs,

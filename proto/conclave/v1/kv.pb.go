@@ -2107,18 +2107,7 @@ const file_conclave_v1_kv_proto_rawDesc = "" +
 	"\x16COMPARE_OPERATOR_EQUAL\x10\x01\x12\x1e\n" +
 	"\x1aCOMPARE_OPERATOR_NOT_EQUAL\x10\x02\x12\x1c\n" +
 	"\x18COMPARE_OPERATOR_GREATER\x10\x03\x12\x19\n" +
-	"\x15COMPARE_OPERATOR_LESS\x10\x042\x94\x05\n" +
-	"\tKVService\x128\n" +
-	"\x03Get\x12\x17.conclave.v1.GetRequest\x1a\x18.conclave.v1.GetResponse\x12G\n" +
-	"\bMultiGet\x12\x1c.conclave.v1.MultiGetRequest\x1a\x1d.conclave.v1.MultiGetResponse\x128\n" +
-	"\x03Set\x12\x17.conclave.v1.SetRequest\x1a\x18.conclave.v1.SetResponse\x12G\n" +
-	"\bMultiSet\x12\x1c.conclave.v1.MultiSetRequest\x1a\x1d.conclave.v1.MultiSetResponse\x12A\n" +
-	"\x06Delete\x12\x1a.conclave.v1.DeleteRequest\x1a\x1b.conclave.v1.DeleteResponse\x12J\n" +
-	"\tIncrement\x12\x1d.conclave.v1.IncrementRequest\x1a\x1e.conclave.v1.IncrementResponse\x12A\n" +
-	"\x06Expire\x12\x1a.conclave.v1.ExpireRequest\x1a\x1b.conclave.v1.ExpireResponse\x128\n" +
-	"\x03TTL\x12\x17.conclave.v1.TTLRequest\x1a\x18.conclave.v1.TTLResponse\x12;\n" +
-	"\x04Scan\x12\x18.conclave.v1.ScanRequest\x1a\x19.conclave.v1.ScanResponse\x128\n" +
-	"\x03Txn\x12\x17.conclave.v1.TxnRequest\x1a\x18.conclave.v1.TxnResponseB?Z=github.com/conclave-dev/conclave/proto/conclave/v1;conclavev1b\x06proto3"
+	"\x15COMPARE_OPERATOR_LESS\x10\x04B?Z=github.com/conclave-dev/conclave/proto/conclave/v1;conclavev1b\x06proto3"
 
 var (
 	file_conclave_v1_kv_proto_rawDescOnce sync.Once
@@ -2203,28 +2192,8 @@ var file_conclave_v1_kv_proto_depIdxs = []int32{
 	24, // 33: conclave.v1.TxnRequest.failure:type_name -> conclave.v1.TxnOp
 	29, // 34: conclave.v1.TxnResponse.header:type_name -> conclave.v1.ResponseHeader
 	25, // 35: conclave.v1.TxnResponse.results:type_name -> conclave.v1.TxnOpResult
-	3,  // 36: conclave.v1.KVService.Get:input_type -> conclave.v1.GetRequest
-	5,  // 37: conclave.v1.KVService.MultiGet:input_type -> conclave.v1.MultiGetRequest
-	8,  // 38: conclave.v1.KVService.Set:input_type -> conclave.v1.SetRequest
-	11, // 39: conclave.v1.KVService.MultiSet:input_type -> conclave.v1.MultiSetRequest
-	13, // 40: conclave.v1.KVService.Delete:input_type -> conclave.v1.DeleteRequest
-	15, // 41: conclave.v1.KVService.Increment:input_type -> conclave.v1.IncrementRequest
-	17, // 42: conclave.v1.KVService.Expire:input_type -> conclave.v1.ExpireRequest
-	19, // 43: conclave.v1.KVService.TTL:input_type -> conclave.v1.TTLRequest
-	21, // 44: conclave.v1.KVService.Scan:input_type -> conclave.v1.ScanRequest
-	26, // 45: conclave.v1.KVService.Txn:input_type -> conclave.v1.TxnRequest
-	4,  // 46: conclave.v1.KVService.Get:output_type -> conclave.v1.GetResponse
-	7,  // 47: conclave.v1.KVService.MultiGet:output_type -> conclave.v1.MultiGetResponse
-	9,  // 48: conclave.v1.KVService.Set:output_type -> conclave.v1.SetResponse
-	12, // 49: conclave.v1.KVService.MultiSet:output_type -> conclave.v1.MultiSetResponse
-	14, // 50: conclave.v1.KVService.Delete:output_type -> conclave.v1.DeleteResponse
-	16, // 51: conclave.v1.KVService.Increment:output_type -> conclave.v1.IncrementResponse
-	18, // 52: conclave.v1.KVService.Expire:output_type -> conclave.v1.ExpireResponse
-	20, // 53: conclave.v1.KVService.TTL:output_type -> conclave.v1.TTLResponse
-	22, // 54: conclave.v1.KVService.Scan:output_type -> conclave.v1.ScanResponse
-	27, // 55: conclave.v1.KVService.Txn:output_type -> conclave.v1.TxnResponse
-	46, // [46:56] is the sub-list for method output_type
-	36, // [36:46] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
 	36, // [36:36] is the sub-list for extension type_name
 	36, // [36:36] is the sub-list for extension extendee
 	0,  // [0:36] is the sub-list for field type_name
@@ -2263,7 +2232,7 @@ func file_conclave_v1_kv_proto_init() {
 			NumEnums:      2,
 			NumMessages:   26,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   0,
 		},
 		GoTypes:           file_conclave_v1_kv_proto_goTypes,
 		DependencyIndexes: file_conclave_v1_kv_proto_depIdxs,

@@ -286,10 +286,7 @@ const file_conclave_fsm_v1_forward_proto_rawDesc = "" +
 	"\x18FORWARD_ERROR_NOT_LEADER\x10\x02\x12\x1b\n" +
 	"\x17FORWARD_ERROR_NOT_READY\x10\x03\x12!\n" +
 	"\x1dFORWARD_ERROR_LEADERSHIP_LOST\x10\x04\x12\x1a\n" +
-	"\x16FORWARD_ERROR_SHUTDOWN\x10\x052\xac\x01\n" +
-	"\x0eForwardService\x12F\n" +
-	"\x05Apply\x12\x1d.conclave.fsm.v1.ApplyRequest\x1a\x1e.conclave.fsm.v1.ApplyResponse\x12R\n" +
-	"\tReadIndex\x12!.conclave.fsm.v1.ReadIndexRequest\x1a\".conclave.fsm.v1.ReadIndexResponseB>Z<github.com/conclave-dev/conclave/proto/conclave/fsm/v1;fsmv1b\x06proto3"
+	"\x16FORWARD_ERROR_SHUTDOWN\x10\x05B>Z<github.com/conclave-dev/conclave/proto/conclave/fsm/v1;fsmv1b\x06proto3"
 
 var (
 	file_conclave_fsm_v1_forward_proto_rawDescOnce sync.Once
@@ -319,12 +316,8 @@ var file_conclave_fsm_v1_forward_proto_depIdxs = []int32{
 	6, // 1: conclave.fsm.v1.ApplyResponse.result:type_name -> conclave.fsm.v1.Result
 	0, // 2: conclave.fsm.v1.ApplyResponse.error:type_name -> conclave.fsm.v1.ForwardError
 	0, // 3: conclave.fsm.v1.ReadIndexResponse.error:type_name -> conclave.fsm.v1.ForwardError
-	1, // 4: conclave.fsm.v1.ForwardService.Apply:input_type -> conclave.fsm.v1.ApplyRequest
-	3, // 5: conclave.fsm.v1.ForwardService.ReadIndex:input_type -> conclave.fsm.v1.ReadIndexRequest
-	2, // 6: conclave.fsm.v1.ForwardService.Apply:output_type -> conclave.fsm.v1.ApplyResponse
-	4, // 7: conclave.fsm.v1.ForwardService.ReadIndex:output_type -> conclave.fsm.v1.ReadIndexResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
 	4, // [4:4] is the sub-list for extension type_name
 	4, // [4:4] is the sub-list for extension extendee
 	0, // [0:4] is the sub-list for field type_name
@@ -344,7 +337,7 @@ func file_conclave_fsm_v1_forward_proto_init() {
 			NumEnums:      1,
 			NumMessages:   4,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   0,
 		},
 		GoTypes:           file_conclave_fsm_v1_forward_proto_goTypes,
 		DependencyIndexes: file_conclave_fsm_v1_forward_proto_depIdxs,

@@ -2,12 +2,13 @@
 // versions:
 // - protoc-gen-go-grpc v1.6.0
 // - protoc             (unknown)
-// source: conclave/v1/kv.proto
+// source: conclave/v1/kv_service.proto
 
-package conclavev1
+package conclavev1grpc
 
 import (
 	context "context"
+	v1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
@@ -38,25 +39,25 @@ const (
 // KVService is a strongly consistent key-value store with TTLs, counters and transactions.
 type KVServiceClient interface {
 	// Get reads one key.
-	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
+	Get(ctx context.Context, in *v1.GetRequest, opts ...grpc.CallOption) (*v1.GetResponse, error)
 	// MultiGet reads several keys at one revision.
-	MultiGet(ctx context.Context, in *MultiGetRequest, opts ...grpc.CallOption) (*MultiGetResponse, error)
+	MultiGet(ctx context.Context, in *v1.MultiGetRequest, opts ...grpc.CallOption) (*v1.MultiGetResponse, error)
 	// Set writes one key.
-	Set(ctx context.Context, in *SetRequest, opts ...grpc.CallOption) (*SetResponse, error)
+	Set(ctx context.Context, in *v1.SetRequest, opts ...grpc.CallOption) (*v1.SetResponse, error)
 	// MultiSet writes several keys atomically.
-	MultiSet(ctx context.Context, in *MultiSetRequest, opts ...grpc.CallOption) (*MultiSetResponse, error)
+	MultiSet(ctx context.Context, in *v1.MultiSetRequest, opts ...grpc.CallOption) (*v1.MultiSetResponse, error)
 	// Delete removes one or more keys.
-	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
+	Delete(ctx context.Context, in *v1.DeleteRequest, opts ...grpc.CallOption) (*v1.DeleteResponse, error)
 	// Increment adds a signed delta to an integer value, creating it at 0.
-	Increment(ctx context.Context, in *IncrementRequest, opts ...grpc.CallOption) (*IncrementResponse, error)
+	Increment(ctx context.Context, in *v1.IncrementRequest, opts ...grpc.CallOption) (*v1.IncrementResponse, error)
 	// Expire sets or clears a key's time to live.
-	Expire(ctx context.Context, in *ExpireRequest, opts ...grpc.CallOption) (*ExpireResponse, error)
+	Expire(ctx context.Context, in *v1.ExpireRequest, opts ...grpc.CallOption) (*v1.ExpireResponse, error)
 	// TTL reports a key's remaining time to live.
-	TTL(ctx context.Context, in *TTLRequest, opts ...grpc.CallOption) (*TTLResponse, error)
+	TTL(ctx context.Context, in *v1.TTLRequest, opts ...grpc.CallOption) (*v1.TTLResponse, error)
 	// Scan lists keys with a prefix in key order, a page at a time.
-	Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (*ScanResponse, error)
+	Scan(ctx context.Context, in *v1.ScanRequest, opts ...grpc.CallOption) (*v1.ScanResponse, error)
 	// Txn evaluates compares and atomically applies the success or the failure operations.
-	Txn(ctx context.Context, in *TxnRequest, opts ...grpc.CallOption) (*TxnResponse, error)
+	Txn(ctx context.Context, in *v1.TxnRequest, opts ...grpc.CallOption) (*v1.TxnResponse, error)
 }
 
 type kVServiceClient struct {
@@ -67,9 +68,9 @@ func NewKVServiceClient(cc grpc.ClientConnInterface) KVServiceClient {
 	return &kVServiceClient{cc}
 }
 
-func (c *kVServiceClient) Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error) {
+func (c *kVServiceClient) Get(ctx context.Context, in *v1.GetRequest, opts ...grpc.CallOption) (*v1.GetResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(GetResponse)
+	out := new(v1.GetResponse)
 	err := c.cc.Invoke(ctx, KVService_Get_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -77,9 +78,9 @@ func (c *kVServiceClient) Get(ctx context.Context, in *GetRequest, opts ...grpc.
 	return out, nil
 }
 
-func (c *kVServiceClient) MultiGet(ctx context.Context, in *MultiGetRequest, opts ...grpc.CallOption) (*MultiGetResponse, error) {
+func (c *kVServiceClient) MultiGet(ctx context.Context, in *v1.MultiGetRequest, opts ...grpc.CallOption) (*v1.MultiGetResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(MultiGetResponse)
+	out := new(v1.MultiGetResponse)
 	err := c.cc.Invoke(ctx, KVService_MultiGet_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -87,9 +88,9 @@ func (c *kVServiceClient) MultiGet(ctx context.Context, in *MultiGetRequest, opt
 	return out, nil
 }
 
-func (c *kVServiceClient) Set(ctx context.Context, in *SetRequest, opts ...grpc.CallOption) (*SetResponse, error) {
+func (c *kVServiceClient) Set(ctx context.Context, in *v1.SetRequest, opts ...grpc.CallOption) (*v1.SetResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(SetResponse)
+	out := new(v1.SetResponse)
 	err := c.cc.Invoke(ctx, KVService_Set_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -97,9 +98,9 @@ func (c *kVServiceClient) Set(ctx context.Context, in *SetRequest, opts ...grpc.
 	return out, nil
 }
 
-func (c *kVServiceClient) MultiSet(ctx context.Context, in *MultiSetRequest, opts ...grpc.CallOption) (*MultiSetResponse, error) {
+func (c *kVServiceClient) MultiSet(ctx context.Context, in *v1.MultiSetRequest, opts ...grpc.CallOption) (*v1.MultiSetResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(MultiSetResponse)
+	out := new(v1.MultiSetResponse)
 	err := c.cc.Invoke(ctx, KVService_MultiSet_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -107,9 +108,9 @@ func (c *kVServiceClient) MultiSet(ctx context.Context, in *MultiSetRequest, opt
 	return out, nil
 }
 
-func (c *kVServiceClient) Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error) {
+func (c *kVServiceClient) Delete(ctx context.Context, in *v1.DeleteRequest, opts ...grpc.CallOption) (*v1.DeleteResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(DeleteResponse)
+	out := new(v1.DeleteResponse)
 	err := c.cc.Invoke(ctx, KVService_Delete_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -117,9 +118,9 @@ func (c *kVServiceClient) Delete(ctx context.Context, in *DeleteRequest, opts ..
 	return out, nil
 }
 
-func (c *kVServiceClient) Increment(ctx context.Context, in *IncrementRequest, opts ...grpc.CallOption) (*IncrementResponse, error) {
+func (c *kVServiceClient) Increment(ctx context.Context, in *v1.IncrementRequest, opts ...grpc.CallOption) (*v1.IncrementResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(IncrementResponse)
+	out := new(v1.IncrementResponse)
 	err := c.cc.Invoke(ctx, KVService_Increment_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -127,9 +128,9 @@ func (c *kVServiceClient) Increment(ctx context.Context, in *IncrementRequest, o
 	return out, nil
 }
 
-func (c *kVServiceClient) Expire(ctx context.Context, in *ExpireRequest, opts ...grpc.CallOption) (*ExpireResponse, error) {
+func (c *kVServiceClient) Expire(ctx context.Context, in *v1.ExpireRequest, opts ...grpc.CallOption) (*v1.ExpireResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ExpireResponse)
+	out := new(v1.ExpireResponse)
 	err := c.cc.Invoke(ctx, KVService_Expire_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -137,9 +138,9 @@ func (c *kVServiceClient) Expire(ctx context.Context, in *ExpireRequest, opts ..
 	return out, nil
 }
 
-func (c *kVServiceClient) TTL(ctx context.Context, in *TTLRequest, opts ...grpc.CallOption) (*TTLResponse, error) {
+func (c *kVServiceClient) TTL(ctx context.Context, in *v1.TTLRequest, opts ...grpc.CallOption) (*v1.TTLResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(TTLResponse)
+	out := new(v1.TTLResponse)
 	err := c.cc.Invoke(ctx, KVService_TTL_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -147,9 +148,9 @@ func (c *kVServiceClient) TTL(ctx context.Context, in *TTLRequest, opts ...grpc.
 	return out, nil
 }
 
-func (c *kVServiceClient) Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (*ScanResponse, error) {
+func (c *kVServiceClient) Scan(ctx context.Context, in *v1.ScanRequest, opts ...grpc.CallOption) (*v1.ScanResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ScanResponse)
+	out := new(v1.ScanResponse)
 	err := c.cc.Invoke(ctx, KVService_Scan_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -157,9 +158,9 @@ func (c *kVServiceClient) Scan(ctx context.Context, in *ScanRequest, opts ...grp
 	return out, nil
 }
 
-func (c *kVServiceClient) Txn(ctx context.Context, in *TxnRequest, opts ...grpc.CallOption) (*TxnResponse, error) {
+func (c *kVServiceClient) Txn(ctx context.Context, in *v1.TxnRequest, opts ...grpc.CallOption) (*v1.TxnResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(TxnResponse)
+	out := new(v1.TxnResponse)
 	err := c.cc.Invoke(ctx, KVService_Txn_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -174,25 +175,25 @@ func (c *kVServiceClient) Txn(ctx context.Context, in *TxnRequest, opts ...grpc.
 // KVService is a strongly consistent key-value store with TTLs, counters and transactions.
 type KVServiceServer interface {
 	// Get reads one key.
-	Get(context.Context, *GetRequest) (*GetResponse, error)
+	Get(context.Context, *v1.GetRequest) (*v1.GetResponse, error)
 	// MultiGet reads several keys at one revision.
-	MultiGet(context.Context, *MultiGetRequest) (*MultiGetResponse, error)
+	MultiGet(context.Context, *v1.MultiGetRequest) (*v1.MultiGetResponse, error)
 	// Set writes one key.
-	Set(context.Context, *SetRequest) (*SetResponse, error)
+	Set(context.Context, *v1.SetRequest) (*v1.SetResponse, error)
 	// MultiSet writes several keys atomically.
-	MultiSet(context.Context, *MultiSetRequest) (*MultiSetResponse, error)
+	MultiSet(context.Context, *v1.MultiSetRequest) (*v1.MultiSetResponse, error)
 	// Delete removes one or more keys.
-	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
+	Delete(context.Context, *v1.DeleteRequest) (*v1.DeleteResponse, error)
 	// Increment adds a signed delta to an integer value, creating it at 0.
-	Increment(context.Context, *IncrementRequest) (*IncrementResponse, error)
+	Increment(context.Context, *v1.IncrementRequest) (*v1.IncrementResponse, error)
 	// Expire sets or clears a key's time to live.
-	Expire(context.Context, *ExpireRequest) (*ExpireResponse, error)
+	Expire(context.Context, *v1.ExpireRequest) (*v1.ExpireResponse, error)
 	// TTL reports a key's remaining time to live.
-	TTL(context.Context, *TTLRequest) (*TTLResponse, error)
+	TTL(context.Context, *v1.TTLRequest) (*v1.TTLResponse, error)
 	// Scan lists keys with a prefix in key order, a page at a time.
-	Scan(context.Context, *ScanRequest) (*ScanResponse, error)
+	Scan(context.Context, *v1.ScanRequest) (*v1.ScanResponse, error)
 	// Txn evaluates compares and atomically applies the success or the failure operations.
-	Txn(context.Context, *TxnRequest) (*TxnResponse, error)
+	Txn(context.Context, *v1.TxnRequest) (*v1.TxnResponse, error)
 	mustEmbedUnimplementedKVServiceServer()
 }
 
@@ -203,34 +204,34 @@ type KVServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedKVServiceServer struct{}
 
-func (UnimplementedKVServiceServer) Get(context.Context, *GetRequest) (*GetResponse, error) {
+func (UnimplementedKVServiceServer) Get(context.Context, *v1.GetRequest) (*v1.GetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Get not implemented")
 }
-func (UnimplementedKVServiceServer) MultiGet(context.Context, *MultiGetRequest) (*MultiGetResponse, error) {
+func (UnimplementedKVServiceServer) MultiGet(context.Context, *v1.MultiGetRequest) (*v1.MultiGetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MultiGet not implemented")
 }
-func (UnimplementedKVServiceServer) Set(context.Context, *SetRequest) (*SetResponse, error) {
+func (UnimplementedKVServiceServer) Set(context.Context, *v1.SetRequest) (*v1.SetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Set not implemented")
 }
-func (UnimplementedKVServiceServer) MultiSet(context.Context, *MultiSetRequest) (*MultiSetResponse, error) {
+func (UnimplementedKVServiceServer) MultiSet(context.Context, *v1.MultiSetRequest) (*v1.MultiSetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MultiSet not implemented")
 }
-func (UnimplementedKVServiceServer) Delete(context.Context, *DeleteRequest) (*DeleteResponse, error) {
+func (UnimplementedKVServiceServer) Delete(context.Context, *v1.DeleteRequest) (*v1.DeleteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Delete not implemented")
 }
-func (UnimplementedKVServiceServer) Increment(context.Context, *IncrementRequest) (*IncrementResponse, error) {
+func (UnimplementedKVServiceServer) Increment(context.Context, *v1.IncrementRequest) (*v1.IncrementResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Increment not implemented")
 }
-func (UnimplementedKVServiceServer) Expire(context.Context, *ExpireRequest) (*ExpireResponse, error) {
+func (UnimplementedKVServiceServer) Expire(context.Context, *v1.ExpireRequest) (*v1.ExpireResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Expire not implemented")
 }
-func (UnimplementedKVServiceServer) TTL(context.Context, *TTLRequest) (*TTLResponse, error) {
+func (UnimplementedKVServiceServer) TTL(context.Context, *v1.TTLRequest) (*v1.TTLResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TTL not implemented")
 }
-func (UnimplementedKVServiceServer) Scan(context.Context, *ScanRequest) (*ScanResponse, error) {
+func (UnimplementedKVServiceServer) Scan(context.Context, *v1.ScanRequest) (*v1.ScanResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Scan not implemented")
 }
-func (UnimplementedKVServiceServer) Txn(context.Context, *TxnRequest) (*TxnResponse, error) {
+func (UnimplementedKVServiceServer) Txn(context.Context, *v1.TxnRequest) (*v1.TxnResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Txn not implemented")
 }
 func (UnimplementedKVServiceServer) mustEmbedUnimplementedKVServiceServer() {}
@@ -255,7 +256,7 @@ func RegisterKVServiceServer(s grpc.ServiceRegistrar, srv KVServiceServer) {
 }
 
 func _KVService_Get_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(GetRequest)
+	in := new(v1.GetRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -267,13 +268,13 @@ func _KVService_Get_Handler(srv interface{}, ctx context.Context, dec func(inter
 		FullMethod: KVService_Get_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(KVServiceServer).Get(ctx, req.(*GetRequest))
+		return srv.(KVServiceServer).Get(ctx, req.(*v1.GetRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _KVService_MultiGet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(MultiGetRequest)
+	in := new(v1.MultiGetRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -285,13 +286,13 @@ func _KVService_MultiGet_Handler(srv interface{}, ctx context.Context, dec func(
 		FullMethod: KVService_MultiGet_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(KVServiceServer).MultiGet(ctx, req.(*MultiGetRequest))
+		return srv.(KVServiceServer).MultiGet(ctx, req.(*v1.MultiGetRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _KVService_Set_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(SetRequest)
+	in := new(v1.SetRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -303,13 +304,13 @@ func _KVService_Set_Handler(srv interface{}, ctx context.Context, dec func(inter
 		FullMethod: KVService_Set_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(KVServiceServer).Set(ctx, req.(*SetRequest))
+		return srv.(KVServiceServer).Set(ctx, req.(*v1.SetRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _KVService_MultiSet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(MultiSetRequest)
+	in := new(v1.MultiSetRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -321,13 +322,13 @@ func _KVService_MultiSet_Handler(srv interface{}, ctx context.Context, dec func(
 		FullMethod: KVService_MultiSet_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(KVServiceServer).MultiSet(ctx, req.(*MultiSetRequest))
+		return srv.(KVServiceServer).MultiSet(ctx, req.(*v1.MultiSetRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _KVService_Delete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(DeleteRequest)
+	in := new(v1.DeleteRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -339,13 +340,13 @@ func _KVService_Delete_Handler(srv interface{}, ctx context.Context, dec func(in
 		FullMethod: KVService_Delete_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(KVServiceServer).Delete(ctx, req.(*DeleteRequest))
+		return srv.(KVServiceServer).Delete(ctx, req.(*v1.DeleteRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _KVService_Increment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(IncrementRequest)
+	in := new(v1.IncrementRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -357,13 +358,13 @@ func _KVService_Increment_Handler(srv interface{}, ctx context.Context, dec func
 		FullMethod: KVService_Increment_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(KVServiceServer).Increment(ctx, req.(*IncrementRequest))
+		return srv.(KVServiceServer).Increment(ctx, req.(*v1.IncrementRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _KVService_Expire_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ExpireRequest)
+	in := new(v1.ExpireRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -375,13 +376,13 @@ func _KVService_Expire_Handler(srv interface{}, ctx context.Context, dec func(in
 		FullMethod: KVService_Expire_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(KVServiceServer).Expire(ctx, req.(*ExpireRequest))
+		return srv.(KVServiceServer).Expire(ctx, req.(*v1.ExpireRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _KVService_TTL_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(TTLRequest)
+	in := new(v1.TTLRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -393,13 +394,13 @@ func _KVService_TTL_Handler(srv interface{}, ctx context.Context, dec func(inter
 		FullMethod: KVService_TTL_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(KVServiceServer).TTL(ctx, req.(*TTLRequest))
+		return srv.(KVServiceServer).TTL(ctx, req.(*v1.TTLRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _KVService_Scan_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ScanRequest)
+	in := new(v1.ScanRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -411,13 +412,13 @@ func _KVService_Scan_Handler(srv interface{}, ctx context.Context, dec func(inte
 		FullMethod: KVService_Scan_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(KVServiceServer).Scan(ctx, req.(*ScanRequest))
+		return srv.(KVServiceServer).Scan(ctx, req.(*v1.ScanRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _KVService_Txn_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(TxnRequest)
+	in := new(v1.TxnRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -429,7 +430,7 @@ func _KVService_Txn_Handler(srv interface{}, ctx context.Context, dec func(inter
 		FullMethod: KVService_Txn_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(KVServiceServer).Txn(ctx, req.(*TxnRequest))
+		return srv.(KVServiceServer).Txn(ctx, req.(*v1.TxnRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -483,5 +484,5 @@ var KVService_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
-	Metadata: "conclave/v1/kv.proto",
+	Metadata: "conclave/v1/kv_service.proto",
 }

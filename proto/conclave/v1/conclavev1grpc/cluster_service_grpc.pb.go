@@ -2,12 +2,13 @@
 // versions:
 // - protoc-gen-go-grpc v1.6.0
 // - protoc             (unknown)
-// source: conclave/v1/cluster.proto
+// source: conclave/v1/cluster_service.proto
 
-package conclavev1
+package conclavev1grpc
 
 import (
 	context "context"
+	v1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
@@ -33,15 +34,15 @@ const (
 // ClusterService inspects and changes cluster membership.
 type ClusterServiceClient interface {
 	// Status describes the serving node and the cluster as it sees it.
-	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	Status(ctx context.Context, in *v1.StatusRequest, opts ...grpc.CallOption) (*v1.StatusResponse, error)
 	// Join adds a node as a non-voter; it is promoted to voter once caught up.
-	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
+	Join(ctx context.Context, in *v1.JoinRequest, opts ...grpc.CallOption) (*v1.JoinResponse, error)
 	// Remove takes a node out of the cluster.
-	Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*RemoveResponse, error)
+	Remove(ctx context.Context, in *v1.RemoveRequest, opts ...grpc.CallOption) (*v1.RemoveResponse, error)
 	// TransferLeadership asks the leader to hand leadership to another voter.
-	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
+	TransferLeadership(ctx context.Context, in *v1.TransferLeadershipRequest, opts ...grpc.CallOption) (*v1.TransferLeadershipResponse, error)
 	// Snapshot takes a raft snapshot on the serving node.
-	Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (*SnapshotResponse, error)
+	Snapshot(ctx context.Context, in *v1.SnapshotRequest, opts ...grpc.CallOption) (*v1.SnapshotResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -52,9 +53,9 @@ func NewClusterServiceClient(cc grpc.ClientConnInterface) ClusterServiceClient {
 	return &clusterServiceClient{cc}
 }
 
-func (c *clusterServiceClient) Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error) {
+func (c *clusterServiceClient) Status(ctx context.Context, in *v1.StatusRequest, opts ...grpc.CallOption) (*v1.StatusResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(StatusResponse)
+	out := new(v1.StatusResponse)
 	err := c.cc.Invoke(ctx, ClusterService_Status_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -62,9 +63,9 @@ func (c *clusterServiceClient) Status(ctx context.Context, in *StatusRequest, op
 	return out, nil
 }
 
-func (c *clusterServiceClient) Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error) {
+func (c *clusterServiceClient) Join(ctx context.Context, in *v1.JoinRequest, opts ...grpc.CallOption) (*v1.JoinResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(JoinResponse)
+	out := new(v1.JoinResponse)
 	err := c.cc.Invoke(ctx, ClusterService_Join_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -72,9 +73,9 @@ func (c *clusterServiceClient) Join(ctx context.Context, in *JoinRequest, opts .
 	return out, nil
 }
 
-func (c *clusterServiceClient) Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*RemoveResponse, error) {
+func (c *clusterServiceClient) Remove(ctx context.Context, in *v1.RemoveRequest, opts ...grpc.CallOption) (*v1.RemoveResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(RemoveResponse)
+	out := new(v1.RemoveResponse)
 	err := c.cc.Invoke(ctx, ClusterService_Remove_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -82,9 +83,9 @@ func (c *clusterServiceClient) Remove(ctx context.Context, in *RemoveRequest, op
 	return out, nil
 }
 
-func (c *clusterServiceClient) TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error) {
+func (c *clusterServiceClient) TransferLeadership(ctx context.Context, in *v1.TransferLeadershipRequest, opts ...grpc.CallOption) (*v1.TransferLeadershipResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(TransferLeadershipResponse)
+	out := new(v1.TransferLeadershipResponse)
 	err := c.cc.Invoke(ctx, ClusterService_TransferLeadership_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -92,9 +93,9 @@ func (c *clusterServiceClient) TransferLeadership(ctx context.Context, in *Trans
 	return out, nil
 }
 
-func (c *clusterServiceClient) Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (*SnapshotResponse, error) {
+func (c *clusterServiceClient) Snapshot(ctx context.Context, in *v1.SnapshotRequest, opts ...grpc.CallOption) (*v1.SnapshotResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(SnapshotResponse)
+	out := new(v1.SnapshotResponse)
 	err := c.cc.Invoke(ctx, ClusterService_Snapshot_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -109,15 +110,15 @@ func (c *clusterServiceClient) Snapshot(ctx context.Context, in *SnapshotRequest
 // ClusterService inspects and changes cluster membership.
 type ClusterServiceServer interface {
 	// Status describes the serving node and the cluster as it sees it.
-	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	Status(context.Context, *v1.StatusRequest) (*v1.StatusResponse, error)
 	// Join adds a node as a non-voter; it is promoted to voter once caught up.
-	Join(context.Context, *JoinRequest) (*JoinResponse, error)
+	Join(context.Context, *v1.JoinRequest) (*v1.JoinResponse, error)
 	// Remove takes a node out of the cluster.
-	Remove(context.Context, *RemoveRequest) (*RemoveResponse, error)
+	Remove(context.Context, *v1.RemoveRequest) (*v1.RemoveResponse, error)
 	// TransferLeadership asks the leader to hand leadership to another voter.
-	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
+	TransferLeadership(context.Context, *v1.TransferLeadershipRequest) (*v1.TransferLeadershipResponse, error)
 	// Snapshot takes a raft snapshot on the serving node.
-	Snapshot(context.Context, *SnapshotRequest) (*SnapshotResponse, error)
+	Snapshot(context.Context, *v1.SnapshotRequest) (*v1.SnapshotResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -128,19 +129,19 @@ type ClusterServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedClusterServiceServer struct{}
 
-func (UnimplementedClusterServiceServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
+func (UnimplementedClusterServiceServer) Status(context.Context, *v1.StatusRequest) (*v1.StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
 }
-func (UnimplementedClusterServiceServer) Join(context.Context, *JoinRequest) (*JoinResponse, error) {
+func (UnimplementedClusterServiceServer) Join(context.Context, *v1.JoinRequest) (*v1.JoinResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Join not implemented")
 }
-func (UnimplementedClusterServiceServer) Remove(context.Context, *RemoveRequest) (*RemoveResponse, error) {
+func (UnimplementedClusterServiceServer) Remove(context.Context, *v1.RemoveRequest) (*v1.RemoveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Remove not implemented")
 }
-func (UnimplementedClusterServiceServer) TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error) {
+func (UnimplementedClusterServiceServer) TransferLeadership(context.Context, *v1.TransferLeadershipRequest) (*v1.TransferLeadershipResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TransferLeadership not implemented")
 }
-func (UnimplementedClusterServiceServer) Snapshot(context.Context, *SnapshotRequest) (*SnapshotResponse, error) {
+func (UnimplementedClusterServiceServer) Snapshot(context.Context, *v1.SnapshotRequest) (*v1.SnapshotResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Snapshot not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
@@ -165,7 +166,7 @@ func RegisterClusterServiceServer(s grpc.ServiceRegistrar, srv ClusterServiceSer
 }
 
 func _ClusterService_Status_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(StatusRequest)
+	in := new(v1.StatusRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -177,13 +178,13 @@ func _ClusterService_Status_Handler(srv interface{}, ctx context.Context, dec fu
 		FullMethod: ClusterService_Status_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ClusterServiceServer).Status(ctx, req.(*StatusRequest))
+		return srv.(ClusterServiceServer).Status(ctx, req.(*v1.StatusRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ClusterService_Join_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(JoinRequest)
+	in := new(v1.JoinRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -195,13 +196,13 @@ func _ClusterService_Join_Handler(srv interface{}, ctx context.Context, dec func
 		FullMethod: ClusterService_Join_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ClusterServiceServer).Join(ctx, req.(*JoinRequest))
+		return srv.(ClusterServiceServer).Join(ctx, req.(*v1.JoinRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ClusterService_Remove_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(RemoveRequest)
+	in := new(v1.RemoveRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -213,13 +214,13 @@ func _ClusterService_Remove_Handler(srv interface{}, ctx context.Context, dec fu
 		FullMethod: ClusterService_Remove_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ClusterServiceServer).Remove(ctx, req.(*RemoveRequest))
+		return srv.(ClusterServiceServer).Remove(ctx, req.(*v1.RemoveRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ClusterService_TransferLeadership_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(TransferLeadershipRequest)
+	in := new(v1.TransferLeadershipRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -231,13 +232,13 @@ func _ClusterService_TransferLeadership_Handler(srv interface{}, ctx context.Con
 		FullMethod: ClusterService_TransferLeadership_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ClusterServiceServer).TransferLeadership(ctx, req.(*TransferLeadershipRequest))
+		return srv.(ClusterServiceServer).TransferLeadership(ctx, req.(*v1.TransferLeadershipRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ClusterService_Snapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(SnapshotRequest)
+	in := new(v1.SnapshotRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -249,7 +250,7 @@ func _ClusterService_Snapshot_Handler(srv interface{}, ctx context.Context, dec 
 		FullMethod: ClusterService_Snapshot_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ClusterServiceServer).Snapshot(ctx, req.(*SnapshotRequest))
+		return srv.(ClusterServiceServer).Snapshot(ctx, req.(*v1.SnapshotRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -283,5 +284,5 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
-	Metadata: "conclave/v1/cluster.proto",
+	Metadata: "conclave/v1/cluster_service.proto",
 }

@@ -2,12 +2,13 @@
 // versions:
 // - protoc-gen-go-grpc v1.6.0
 // - protoc             (unknown)
-// source: conclave/fsm/v1/forward.proto
+// source: conclave/fsm/v1/forward_service.proto
 
-package fsmv1
+package fsmv1grpc
 
 import (
 	context "context"
+	v1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
@@ -31,9 +32,9 @@ const (
 // read-index requests to the leader over it. A forwarded request is never forwarded again.
 type ForwardServiceClient interface {
 	// Apply proposes a command on the leader and returns its result.
-	Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
+	Apply(ctx context.Context, in *v1.ApplyRequest, opts ...grpc.CallOption) (*v1.ApplyResponse, error)
 	// ReadIndex returns an index that, once applied locally, makes a linearizable read safe.
-	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
+	ReadIndex(ctx context.Context, in *v1.ReadIndexRequest, opts ...grpc.CallOption) (*v1.ReadIndexResponse, error)
 }
 
 type forwardServiceClient struct {
@@ -44,9 +45,9 @@ func NewForwardServiceClient(cc grpc.ClientConnInterface) ForwardServiceClient {
 	return &forwardServiceClient{cc}
 }
 
-func (c *forwardServiceClient) Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error) {
+func (c *forwardServiceClient) Apply(ctx context.Context, in *v1.ApplyRequest, opts ...grpc.CallOption) (*v1.ApplyResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ApplyResponse)
+	out := new(v1.ApplyResponse)
 	err := c.cc.Invoke(ctx, ForwardService_Apply_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -54,9 +55,9 @@ func (c *forwardServiceClient) Apply(ctx context.Context, in *ApplyRequest, opts
 	return out, nil
 }
 
-func (c *forwardServiceClient) ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error) {
+func (c *forwardServiceClient) ReadIndex(ctx context.Context, in *v1.ReadIndexRequest, opts ...grpc.CallOption) (*v1.ReadIndexResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ReadIndexResponse)
+	out := new(v1.ReadIndexResponse)
 	err := c.cc.Invoke(ctx, ForwardService_ReadIndex_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -72,9 +73,9 @@ func (c *forwardServiceClient) ReadIndex(ctx context.Context, in *ReadIndexReque
 // read-index requests to the leader over it. A forwarded request is never forwarded again.
 type ForwardServiceServer interface {
 	// Apply proposes a command on the leader and returns its result.
-	Apply(context.Context, *ApplyRequest) (*ApplyResponse, error)
+	Apply(context.Context, *v1.ApplyRequest) (*v1.ApplyResponse, error)
 	// ReadIndex returns an index that, once applied locally, makes a linearizable read safe.
-	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
+	ReadIndex(context.Context, *v1.ReadIndexRequest) (*v1.ReadIndexResponse, error)
 	mustEmbedUnimplementedForwardServiceServer()
 }
 
@@ -85,10 +86,10 @@ type ForwardServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedForwardServiceServer struct{}
 
-func (UnimplementedForwardServiceServer) Apply(context.Context, *ApplyRequest) (*ApplyResponse, error) {
+func (UnimplementedForwardServiceServer) Apply(context.Context, *v1.ApplyRequest) (*v1.ApplyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Apply not implemented")
 }
-func (UnimplementedForwardServiceServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
+func (UnimplementedForwardServiceServer) ReadIndex(context.Context, *v1.ReadIndexRequest) (*v1.ReadIndexResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
 }
 func (UnimplementedForwardServiceServer) mustEmbedUnimplementedForwardServiceServer() {}
@@ -113,7 +114,7 @@ func RegisterForwardServiceServer(s grpc.ServiceRegistrar, srv ForwardServiceSer
 }
 
 func _ForwardService_Apply_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ApplyRequest)
+	in := new(v1.ApplyRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -125,13 +126,13 @@ func _ForwardService_Apply_Handler(srv interface{}, ctx context.Context, dec fun
 		FullMethod: ForwardService_Apply_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ForwardServiceServer).Apply(ctx, req.(*ApplyRequest))
+		return srv.(ForwardServiceServer).Apply(ctx, req.(*v1.ApplyRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ForwardService_ReadIndex_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ReadIndexRequest)
+	in := new(v1.ReadIndexRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -143,7 +144,7 @@ func _ForwardService_ReadIndex_Handler(srv interface{}, ctx context.Context, dec
 		FullMethod: ForwardService_ReadIndex_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ForwardServiceServer).ReadIndex(ctx, req.(*ReadIndexRequest))
+		return srv.(ForwardServiceServer).ReadIndex(ctx, req.(*v1.ReadIndexRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -165,5 +166,5 @@ var ForwardService_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
-	Metadata: "conclave/fsm/v1/forward.proto",
+	Metadata: "conclave/fsm/v1/forward_service.proto",
 }
