@@ -13,7 +13,6 @@ import (
 	"github.com/conclave-dev/conclave/fsm"
 
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
-	"github.com/conclave-dev/conclave/proto/conclave/fsm/v1/fsmv1grpc"
 )
 
 // forwardedKey marks a request one node sent to another; such a request is never
@@ -31,31 +30,37 @@ func markForwarded(ctx context.Context) context.Context {
 }
 
 // Apply proposes cmd through raft and waits for its result. On a follower it forwards
-// the command to the leader once. A domain failure is in Result.Error; a returned error
-// is a cluster error, a context error, or a gRPC status error relayed from the leader.
+// the command to the leader once, batched with every other command waiting there. A
+// domain failure is in Result.Error; a returned error is a cluster error, a context
+// error, or a gRPC status error relayed from the leader.
 func (n *Node) Apply(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, error) {
 	if n.IsLeader() || Forwarded(ctx) {
 		return n.ApplyLocal(ctx, cmd)
 	}
-	conn, err := n.leaderConn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := n.withDefaultTimeout(ctx)
-	defer cancel()
-	resp, err := fsmv1grpc.NewForwardServiceClient(conn).Apply(markForwarded(ctx), &fsmv1.ApplyRequest{Command: cmd})
-	if err != nil {
-		return nil, err
-	}
-	if err := forwardErr(resp.GetError()); err != nil {
-		return nil, err
-	}
-	return resp.GetResult(), nil
+	return n.forwards.apply(ctx, cmd)
 }
 
 // ApplyLocal proposes cmd on this node, which must be the leader, stamping it with the
 // leader's clock. It never forwards.
 func (n *Node) ApplyLocal(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+	f, err := n.propose(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() { _ = f.Error(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		// The entry may still commit; the caller learns the outcome by retrying with its
+		// request id.
+		return nil, ctx.Err()
+	}
+	return result(f)
+}
+
+// propose stamps cmd with the leader's clock and hands it to raft without waiting.
+func (n *Node) propose(ctx context.Context, cmd *fsmv1.Command) (raft.ApplyFuture, error) {
 	if !n.IsLeader() {
 		return nil, ErrNotLeader
 	}
@@ -69,16 +74,11 @@ func (n *Node) ApplyLocal(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Resul
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	f := n.raft.Apply(data, timeout)
-	done := make(chan struct{})
-	go func() { _ = f.Error(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		// The entry may still commit; the caller learns the outcome by retrying with its
-		// request id.
-		return nil, ctx.Err()
-	}
+	return n.raft.Apply(data, timeout), nil
+}
+
+// result waits for f and returns the state machine's result.
+func result(f raft.ApplyFuture) (*fsmv1.Result, error) {
 	if err := f.Error(); err != nil {
 		return nil, raftError(err)
 	}

@@ -3,7 +3,10 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
@@ -25,15 +28,37 @@ func (n *Node) RegisterForwardService(s grpc.ServiceRegistrar) {
 	fsmv1grpc.RegisterForwardServiceServer(s, &forwardService{n: n})
 }
 
+// Apply proposes every command of the batch before waiting for any, so they share one
+// raft append, and answers with one outcome per command.
 func (f *forwardService) Apply(ctx context.Context, req *fsmv1.ApplyRequest) (*fsmv1.ApplyResponse, error) {
-	res, err := f.n.ApplyLocal(ctx, req.GetCommand())
-	if code, ok := forwardCode(err); ok {
-		return &fsmv1.ApplyResponse{Error: code}, nil
+	cmds := req.GetCommands()
+	futures := make([]raft.ApplyFuture, len(cmds))
+	out := &fsmv1.ApplyResponse{Outcomes: make([]*fsmv1.ApplyOutcome, len(cmds))}
+	for i, cmd := range cmds {
+		fut, err := f.n.propose(ctx, cmd)
+		if err != nil {
+			out.Outcomes[i] = outcome(nil, err)
+			continue
+		}
+		futures[i] = fut
 	}
-	if err != nil {
-		return nil, err
+	for i, fut := range futures {
+		if fut != nil {
+			out.Outcomes[i] = outcome(result(fut))
+		}
 	}
-	return &fsmv1.ApplyResponse{Result: res}, nil
+	return out, nil
+}
+
+func outcome(res *fsmv1.Result, err error) *fsmv1.ApplyOutcome {
+	if err == nil {
+		return &fsmv1.ApplyOutcome{Result: res}
+	}
+	code, ok := forwardCode(err)
+	if !ok {
+		code = fsmv1.ForwardError_FORWARD_ERROR_LEADERSHIP_LOST // outcome unknown: retry with the request id
+	}
+	return &fsmv1.ApplyOutcome{Error: code}
 }
 
 func (f *forwardService) ReadIndex(ctx context.Context, _ *fsmv1.ReadIndexRequest) (*fsmv1.ReadIndexResponse, error) {
@@ -78,4 +103,125 @@ func forwardErr(code fsmv1.ForwardError) error {
 		}
 	}
 	return nil
+}
+
+// maxForwardBatch bounds the commands one forwarded Apply carries; maxForwardsInFlight
+// bounds the batches a follower has outstanding. While every slot is busy, commands
+// queue up and leave together in the next batch.
+const (
+	maxForwardBatch     = 512
+	maxForwardsInFlight = 4
+)
+
+// forwardBatcher is a follower's side of write forwarding.
+type forwardBatcher struct {
+	n       *Node
+	mu      sync.Mutex
+	pending []*forwardCall
+	wake    chan struct{}
+	slots   chan struct{}
+}
+
+type forwardCall struct {
+	cmd  *fsmv1.Command
+	done chan struct{}
+	res  *fsmv1.Result
+	err  error
+}
+
+func newForwardBatcher(n *Node) *forwardBatcher {
+	return &forwardBatcher{n: n, wake: make(chan struct{}, 1), slots: make(chan struct{}, maxForwardsInFlight)}
+}
+
+func (b *forwardBatcher) apply(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+	c := &forwardCall{cmd: cmd, done: make(chan struct{})}
+	b.mu.Lock()
+	b.pending = append(b.pending, c)
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case <-c.done:
+		return c.res, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-b.n.shutdownCh:
+		return nil, ErrShutdown
+	}
+}
+
+func (b *forwardBatcher) run() {
+	defer b.n.wg.Done()
+	for {
+		select {
+		case <-b.wake:
+		case <-b.n.shutdownCh:
+			return
+		}
+		for {
+			select {
+			case b.slots <- struct{}{}:
+			case <-b.n.shutdownCh:
+				return
+			}
+			b.mu.Lock()
+			batch := b.pending[:min(len(b.pending), maxForwardBatch)]
+			b.pending = b.pending[len(batch):]
+			b.mu.Unlock()
+			if len(batch) == 0 {
+				<-b.slots
+				break
+			}
+			b.n.wg.Add(1)
+			go func() {
+				defer b.n.wg.Done()
+				defer func() { <-b.slots }()
+				b.send(batch)
+			}()
+		}
+	}
+}
+
+// send forwards one batch to the leader and completes its calls.
+func (b *forwardBatcher) send(batch []*forwardCall) {
+	n := b.n
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ForwardTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-n.shutdownCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	finish := func(err error) {
+		for _, c := range batch {
+			c.err = err
+			close(c.done)
+		}
+	}
+	conn, err := n.leaderConn(ctx)
+	if err != nil {
+		finish(err)
+		return
+	}
+	req := &fsmv1.ApplyRequest{Commands: make([]*fsmv1.Command, len(batch))}
+	for i, c := range batch {
+		req.Commands[i] = c.cmd
+	}
+	resp, err := fsmv1grpc.NewForwardServiceClient(conn).Apply(markForwarded(ctx), req)
+	if err == nil && len(resp.GetOutcomes()) != len(batch) {
+		err = fmt.Errorf("cluster: leader answered %d outcomes for %d commands", len(resp.GetOutcomes()), len(batch))
+	}
+	if err != nil {
+		finish(err)
+		return
+	}
+	for i, c := range batch {
+		o := resp.GetOutcomes()[i]
+		c.res, c.err = o.GetResult(), forwardErr(o.GetError())
+		close(c.done)
+	}
 }

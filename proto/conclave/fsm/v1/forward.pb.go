@@ -81,9 +81,11 @@ func (ForwardError) EnumDescriptor() ([]byte, []int) {
 	return file_conclave_fsm_v1_forward_proto_rawDescGZIP(), []int{0}
 }
 
+// ApplyRequest carries every command a follower had waiting; the leader proposes them
+// all at once, so they share raft's group commit.
 type ApplyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Command       *Command               `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	Commands      []*Command             `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -118,18 +120,17 @@ func (*ApplyRequest) Descriptor() ([]byte, []int) {
 	return file_conclave_fsm_v1_forward_proto_rawDescGZIP(), []int{0}
 }
 
-func (x *ApplyRequest) GetCommand() *Command {
+func (x *ApplyRequest) GetCommands() []*Command {
 	if x != nil {
-		return x.Command
+		return x.Commands
 	}
 	return nil
 }
 
+// ApplyResponse holds one outcome per command, in order.
 type ApplyResponse struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Result *Result                `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
-	// error is set instead of result when the leader could not apply the command.
-	Error         ForwardError `protobuf:"varint,2,opt,name=error,proto3,enum=conclave.fsm.v1.ForwardError" json:"error,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Outcomes      []*ApplyOutcome        `protobuf:"bytes,1,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -164,14 +165,61 @@ func (*ApplyResponse) Descriptor() ([]byte, []int) {
 	return file_conclave_fsm_v1_forward_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *ApplyResponse) GetResult() *Result {
+func (x *ApplyResponse) GetOutcomes() []*ApplyOutcome {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
+}
+
+// ApplyOutcome is one forwarded command's result, or the cluster error that kept the
+// leader from applying it.
+type ApplyOutcome struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Result        *Result                `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	Error         ForwardError           `protobuf:"varint,2,opt,name=error,proto3,enum=conclave.fsm.v1.ForwardError" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyOutcome) Reset() {
+	*x = ApplyOutcome{}
+	mi := &file_conclave_fsm_v1_forward_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyOutcome) ProtoMessage() {}
+
+func (x *ApplyOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_forward_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyOutcome.ProtoReflect.Descriptor instead.
+func (*ApplyOutcome) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_forward_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ApplyOutcome) GetResult() *Result {
 	if x != nil {
 		return x.Result
 	}
 	return nil
 }
 
-func (x *ApplyResponse) GetError() ForwardError {
+func (x *ApplyOutcome) GetError() ForwardError {
 	if x != nil {
 		return x.Error
 	}
@@ -186,7 +234,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_conclave_fsm_v1_forward_proto_msgTypes[2]
+	mi := &file_conclave_fsm_v1_forward_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -198,7 +246,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_forward_proto_msgTypes[2]
+	mi := &file_conclave_fsm_v1_forward_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -211,7 +259,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_forward_proto_rawDescGZIP(), []int{2}
+	return file_conclave_fsm_v1_forward_proto_rawDescGZIP(), []int{3}
 }
 
 type ReadIndexResponse struct {
@@ -224,7 +272,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_conclave_fsm_v1_forward_proto_msgTypes[3]
+	mi := &file_conclave_fsm_v1_forward_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -236,7 +284,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_forward_proto_msgTypes[3]
+	mi := &file_conclave_fsm_v1_forward_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -249,7 +297,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_forward_proto_rawDescGZIP(), []int{3}
+	return file_conclave_fsm_v1_forward_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -270,10 +318,12 @@ var File_conclave_fsm_v1_forward_proto protoreflect.FileDescriptor
 
 const file_conclave_fsm_v1_forward_proto_rawDesc = "" +
 	"\n" +
-	"\x1dconclave/fsm/v1/forward.proto\x12\x0fconclave.fsm.v1\x1a\x1dconclave/fsm/v1/command.proto\"B\n" +
-	"\fApplyRequest\x122\n" +
-	"\acommand\x18\x01 \x01(\v2\x18.conclave.fsm.v1.CommandR\acommand\"u\n" +
-	"\rApplyResponse\x12/\n" +
+	"\x1dconclave/fsm/v1/forward.proto\x12\x0fconclave.fsm.v1\x1a\x1dconclave/fsm/v1/command.proto\"D\n" +
+	"\fApplyRequest\x124\n" +
+	"\bcommands\x18\x01 \x03(\v2\x18.conclave.fsm.v1.CommandR\bcommands\"J\n" +
+	"\rApplyResponse\x129\n" +
+	"\boutcomes\x18\x01 \x03(\v2\x1d.conclave.fsm.v1.ApplyOutcomeR\boutcomes\"t\n" +
+	"\fApplyOutcome\x12/\n" +
 	"\x06result\x18\x01 \x01(\v2\x17.conclave.fsm.v1.ResultR\x06result\x123\n" +
 	"\x05error\x18\x02 \x01(\x0e2\x1d.conclave.fsm.v1.ForwardErrorR\x05error\"\x12\n" +
 	"\x10ReadIndexRequest\"^\n" +
@@ -301,26 +351,28 @@ func file_conclave_fsm_v1_forward_proto_rawDescGZIP() []byte {
 }
 
 var file_conclave_fsm_v1_forward_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_conclave_fsm_v1_forward_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_conclave_fsm_v1_forward_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_conclave_fsm_v1_forward_proto_goTypes = []any{
 	(ForwardError)(0),         // 0: conclave.fsm.v1.ForwardError
 	(*ApplyRequest)(nil),      // 1: conclave.fsm.v1.ApplyRequest
 	(*ApplyResponse)(nil),     // 2: conclave.fsm.v1.ApplyResponse
-	(*ReadIndexRequest)(nil),  // 3: conclave.fsm.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil), // 4: conclave.fsm.v1.ReadIndexResponse
-	(*Command)(nil),           // 5: conclave.fsm.v1.Command
-	(*Result)(nil),            // 6: conclave.fsm.v1.Result
+	(*ApplyOutcome)(nil),      // 3: conclave.fsm.v1.ApplyOutcome
+	(*ReadIndexRequest)(nil),  // 4: conclave.fsm.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil), // 5: conclave.fsm.v1.ReadIndexResponse
+	(*Command)(nil),           // 6: conclave.fsm.v1.Command
+	(*Result)(nil),            // 7: conclave.fsm.v1.Result
 }
 var file_conclave_fsm_v1_forward_proto_depIdxs = []int32{
-	5, // 0: conclave.fsm.v1.ApplyRequest.command:type_name -> conclave.fsm.v1.Command
-	6, // 1: conclave.fsm.v1.ApplyResponse.result:type_name -> conclave.fsm.v1.Result
-	0, // 2: conclave.fsm.v1.ApplyResponse.error:type_name -> conclave.fsm.v1.ForwardError
-	0, // 3: conclave.fsm.v1.ReadIndexResponse.error:type_name -> conclave.fsm.v1.ForwardError
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	6, // 0: conclave.fsm.v1.ApplyRequest.commands:type_name -> conclave.fsm.v1.Command
+	3, // 1: conclave.fsm.v1.ApplyResponse.outcomes:type_name -> conclave.fsm.v1.ApplyOutcome
+	7, // 2: conclave.fsm.v1.ApplyOutcome.result:type_name -> conclave.fsm.v1.Result
+	0, // 3: conclave.fsm.v1.ApplyOutcome.error:type_name -> conclave.fsm.v1.ForwardError
+	0, // 4: conclave.fsm.v1.ReadIndexResponse.error:type_name -> conclave.fsm.v1.ForwardError
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_conclave_fsm_v1_forward_proto_init() }
@@ -335,7 +387,7 @@ func file_conclave_fsm_v1_forward_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_conclave_fsm_v1_forward_proto_rawDesc), len(file_conclave_fsm_v1_forward_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -31,7 +31,7 @@ const (
 // ForwardService is the internal node-to-node service: followers send writes and
 // read-index requests to the leader over it. A forwarded request is never forwarded again.
 type ForwardServiceClient interface {
-	// Apply proposes a command on the leader and returns its result.
+	// Apply proposes a batch of commands on the leader and returns their results.
 	Apply(ctx context.Context, in *v1.ApplyRequest, opts ...grpc.CallOption) (*v1.ApplyResponse, error)
 	// ReadIndex returns an index that, once applied locally, makes a linearizable read safe.
 	ReadIndex(ctx context.Context, in *v1.ReadIndexRequest, opts ...grpc.CallOption) (*v1.ReadIndexResponse, error)
@@ -72,7 +72,7 @@ func (c *forwardServiceClient) ReadIndex(ctx context.Context, in *v1.ReadIndexRe
 // ForwardService is the internal node-to-node service: followers send writes and
 // read-index requests to the leader over it. A forwarded request is never forwarded again.
 type ForwardServiceServer interface {
-	// Apply proposes a command on the leader and returns its result.
+	// Apply proposes a batch of commands on the leader and returns their results.
 	Apply(context.Context, *v1.ApplyRequest) (*v1.ApplyResponse, error)
 	// ReadIndex returns an index that, once applied locally, makes a linearizable read safe.
 	ReadIndex(context.Context, *v1.ReadIndexRequest) (*v1.ReadIndexResponse, error)
