@@ -98,6 +98,10 @@ func (s *Server) stopping() bool {
 	}
 }
 
+// Registry is the Prometheus registry /metrics serves, for collectors that live outside
+// this package (raft's own go-metrics, bridged by the serve command).
+func (s *Server) Registry() prometheus.Registerer { return s.registry }
+
 // GRPC is the underlying gRPC server, for registering further services (cluster's
 // internal ForwardService) before Serve is called.
 func (s *Server) GRPC() *grpc.Server { return s.grpc }

@@ -10,6 +10,9 @@ import (
 	"syscall"
 	"time"
 
+	gometrics "github.com/hashicorp/go-metrics"
+	gometricsprom "github.com/hashicorp/go-metrics/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -94,6 +97,9 @@ func serve(ctx context.Context, cfg cluster.Config, metricsAddr string, shutdown
 	}
 	srv := server.New(server.Config{GRPCAddr: cfg.GRPCAddr, MetricsAddr: metricsAddr, ShutdownTimeout: shutdownTimeout}, node, log)
 	node.RegisterForwardService(srv.GRPC())
+	if err := bridgeRaftMetrics(srv.Registry()); err != nil {
+		log.Warn("raft metrics not exported", zap.Error(err))
+	}
 
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(lis) }()
@@ -122,5 +128,24 @@ func serve(ctx context.Context, cfg cluster.Config, metricsAddr string, shutdown
 	if cerr := node.Close(); cerr != nil && !errors.Is(cerr, cluster.ErrShutdown) {
 		log.Warn("closing node", zap.Error(cerr))
 	}
+	return err
+}
+
+// bridgeRaftMetrics sends what hashicorp/raft reports through go-metrics (commit and
+// apply times, replication, snapshot timings …) to the node's Prometheus registry as
+// conclave_raft_* series. go-metrics is process-global, so serve calls it once.
+func bridgeRaftMetrics(reg prometheus.Registerer) error {
+	sink, err := gometricsprom.NewPrometheusSinkFrom(gometricsprom.PrometheusOpts{
+		Registerer: reg,
+		Expiration: time.Minute,
+		Name:       "conclave_raft_go_metrics",
+	})
+	if err != nil {
+		return err
+	}
+	conf := gometrics.DefaultConfig("conclave")
+	conf.EnableHostname = false
+	conf.EnableRuntimeMetrics = false // the Go collector already reports these
+	_, err = gometrics.NewGlobal(conf, sink)
 	return err
 }
