@@ -37,7 +37,7 @@ func (n *Node) Apply(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, er
 	if n.IsLeader() || Forwarded(ctx) {
 		return n.ApplyLocal(ctx, cmd)
 	}
-	return n.forwards.apply(ctx, cmd)
+	return n.forwards.do(ctx, cmd)
 }
 
 // ApplyLocal proposes cmd on this node, which must be the leader, stamping it with the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
@@ -113,93 +112,14 @@ const (
 	maxForwardsInFlight = 4
 )
 
-// forwardBatcher is a follower's side of write forwarding.
-type forwardBatcher struct {
-	n       *Node
-	mu      sync.Mutex
-	pending []*forwardCall
-	wake    chan struct{}
-	slots   chan struct{}
-}
-
-type forwardCall struct {
-	cmd  *fsmv1.Command
-	done chan struct{}
-	res  *fsmv1.Result
-	err  error
-}
-
-func newForwardBatcher(n *Node) *forwardBatcher {
-	return &forwardBatcher{n: n, wake: make(chan struct{}, 1), slots: make(chan struct{}, maxForwardsInFlight)}
-}
-
-func (b *forwardBatcher) apply(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, error) {
-	c := &forwardCall{cmd: cmd, done: make(chan struct{})}
-	b.mu.Lock()
-	b.pending = append(b.pending, c)
-	b.mu.Unlock()
-	select {
-	case b.wake <- struct{}{}:
-	default:
-	}
-	select {
-	case <-c.done:
-		return c.res, c.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-b.n.shutdownCh:
-		return nil, ErrShutdown
-	}
-}
-
-func (b *forwardBatcher) run() {
-	defer b.n.wg.Done()
-	for {
-		select {
-		case <-b.wake:
-		case <-b.n.shutdownCh:
-			return
-		}
-		for {
-			select {
-			case b.slots <- struct{}{}:
-			case <-b.n.shutdownCh:
-				return
-			}
-			b.mu.Lock()
-			batch := b.pending[:min(len(b.pending), maxForwardBatch)]
-			b.pending = b.pending[len(batch):]
-			b.mu.Unlock()
-			if len(batch) == 0 {
-				<-b.slots
-				break
-			}
-			b.n.wg.Add(1)
-			go func() {
-				defer b.n.wg.Done()
-				defer func() { <-b.slots }()
-				b.send(batch)
-			}()
-		}
-	}
-}
-
-// send forwards one batch to the leader and completes its calls.
-func (b *forwardBatcher) send(batch []*forwardCall) {
-	n := b.n
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ForwardTimeout)
+// forwardBatch sends one batch of commands to the leader in a single Apply and fills
+// each call's result or error.
+func (n *Node) forwardBatch(batch []*call[*fsmv1.Command, *fsmv1.Result]) {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ForwardTimeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-n.shutdownCh:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	finish := func(err error) {
 		for _, c := range batch {
 			c.err = err
-			close(c.done)
 		}
 	}
 	conn, err := n.leaderConn(ctx)
@@ -209,7 +129,7 @@ func (b *forwardBatcher) send(batch []*forwardCall) {
 	}
 	req := &fsmv1.ApplyRequest{Commands: make([]*fsmv1.Command, len(batch))}
 	for i, c := range batch {
-		req.Commands[i] = c.cmd
+		req.Commands[i] = c.req
 	}
 	resp, err := fsmv1grpc.NewForwardServiceClient(conn).Apply(markForwarded(ctx), req)
 	if err == nil && len(resp.GetOutcomes()) != len(batch) {
@@ -221,7 +141,6 @@ func (b *forwardBatcher) send(batch []*forwardCall) {
 	}
 	for i, c := range batch {
 		o := resp.GetOutcomes()[i]
-		c.res, c.err = o.GetResult(), forwardErr(o.GetError())
-		close(c.done)
+		c.resp, c.err = o.GetResult(), forwardErr(o.GetError())
 	}
 }

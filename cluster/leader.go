@@ -133,12 +133,7 @@ func (n *Node) promoteCaughtUp(ctx context.Context) {
 func (n *Node) registerSelf() {
 	defer n.wg.Done()
 	self := &fsmv1.Member{Id: n.cfg.ID, RaftAddress: n.cfg.RaftAddr, GrpcAddress: n.cfg.GRPCAddr}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-n.shutdownCh
-		cancel()
-	}()
+	ctx := n.ctx
 	for {
 		if m := n.member(n.cfg.ID); m == nil || m.GetGrpcAddress() != self.GrpcAddress || m.GetRaftAddress() != self.RaftAddress {
 			if n.LeaderKnown() {

@@ -222,12 +222,7 @@ func (n *Node) forwardMembership(ctx context.Context, call func(conclavev1grpc.C
 // joinThrough asks the member at addr to add this node, retrying until it succeeds.
 func (n *Node) joinThrough(addr string) {
 	defer n.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-n.shutdownCh
-		cancel()
-	}()
+	ctx := n.ctx
 	for {
 		conn, err := n.conns.get(addr)
 		if err == nil {

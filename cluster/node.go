@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/conclave-dev/conclave/fsm"
+	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 )
 
@@ -32,14 +33,17 @@ type Node struct {
 	store   *raftboltdb.BoltStore
 	trans   *raft.NetworkTransport
 
-	leaderReads   *readBatcher
-	followerReads *readBatcher
-	forwards      *forwardBatcher
+	leaderReads   *batcher[struct{}, uint64]
+	followerReads *batcher[struct{}, uint64]
+	forwards      *batcher[*fsmv1.Command, *fsmv1.Result]
 	conns         *connPool
 
 	shutdownOnce sync.Once
 	shutdownCh   chan struct{}
-	wg           sync.WaitGroup
+	// ctx is cancelled at shutdown; the node's own outgoing calls derive from it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // New opens (or creates) the node's storage, starts raft, and bootstraps or joins as the
@@ -60,9 +64,10 @@ func New(cfg Config, log *zap.Logger) (*Node, error) {
 		conns:      newConnPool(),
 		shutdownCh: make(chan struct{}),
 	}
-	n.leaderReads = newReadBatcher(n, n.leaderReadRound)
-	n.followerReads = newReadBatcher(n, n.askLeaderReadIndex)
-	n.forwards = newForwardBatcher(n)
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.leaderReads = newBatcher(n, 1, 0, readBatch(n.leaderReadRound))
+	n.followerReads = newBatcher(n, 1, 0, readBatch(n.askLeaderReadIndex))
+	n.forwards = newBatcher(n, maxForwardsInFlight, maxForwardBatch, n.forwardBatch)
 	if err := n.startRaft(); err != nil {
 		n.conns.close()
 		return nil, err
@@ -186,6 +191,7 @@ func (n *Node) Close() error {
 	var err error
 	n.shutdownOnce.Do(func() {
 		close(n.shutdownCh)
+		n.cancel()
 		err = n.raft.Shutdown().Error()
 		n.wg.Wait()
 		n.conns.close()

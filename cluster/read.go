@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -48,7 +47,7 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	if n.IsLeader() || Forwarded(ctx) {
 		return n.LeaderReadIndex(ctx)
 	}
-	return n.followerReads.readIndex(ctx)
+	return n.followerReads.do(ctx, struct{}{})
 }
 
 // LeaderReadIndex joins the next ReadIndex batch on this node, which must lead.
@@ -57,7 +56,7 @@ func (n *Node) LeaderReadIndex(ctx context.Context) (uint64, error) {
 	wait := 5 * time.Millisecond
 	deadline := time.Now().Add(2 * n.cfg.ElectionTimeout)
 	for {
-		idx, err := n.leaderReads.readIndex(ctx)
+		idx, err := n.leaderReads.do(ctx, struct{}{})
 		if !errors.Is(err, ErrNotReady) || time.Now().After(deadline) {
 			return idx, err
 		}
@@ -70,15 +69,8 @@ func (n *Node) LeaderReadIndex(ctx context.Context) (uint64, error) {
 
 // askLeaderReadIndex is the follower's batch round: one ReadIndex request to the leader.
 func (n *Node) askLeaderReadIndex() (uint64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ForwardTimeout)
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ForwardTimeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-n.shutdownCh:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	conn, err := n.leaderConn(ctx)
 	if err != nil {
 		return 0, err
@@ -110,65 +102,14 @@ func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
-// readBatcher is a ReadIndex loop, as etcd's linearizableReadLoop: one round serves every
-// read that arrived while the previous round ran. On the leader a round is one
-// VerifyLeader (a heartbeat round to a quorum); on a follower, one request to the leader.
-type readBatcher struct {
-	n       *Node
-	round   func() (uint64, error)
-	mu      sync.Mutex
-	pending []*readWaiter
-	wake    chan struct{}
-}
-
-type readWaiter struct {
-	done  chan struct{}
-	index uint64
-	err   error
-}
-
-func newReadBatcher(n *Node, round func() (uint64, error)) *readBatcher {
-	return &readBatcher{n: n, round: round, wake: make(chan struct{}, 1)}
-}
-
-func (b *readBatcher) readIndex(ctx context.Context) (uint64, error) {
-	w := &readWaiter{done: make(chan struct{})}
-	b.mu.Lock()
-	b.pending = append(b.pending, w)
-	b.mu.Unlock()
-	select {
-	case b.wake <- struct{}{}:
-	default:
-	}
-	select {
-	case <-w.done:
-		return w.index, w.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-b.n.shutdownCh:
-		return 0, ErrShutdown
-	}
-}
-
-func (b *readBatcher) run() {
-	defer b.n.wg.Done()
-	for {
-		select {
-		case <-b.wake:
-		case <-b.n.shutdownCh:
-			return
-		}
-		b.mu.Lock()
-		batch := b.pending
-		b.pending = nil
-		b.mu.Unlock()
-		if len(batch) == 0 {
-			continue
-		}
-		idx, err := b.round()
-		for _, w := range batch {
-			w.index, w.err = idx, err
-			close(w.done)
+// readBatch answers every read of a batch with the index of one round: on the leader
+// one VerifyLeader (a heartbeat round to a quorum), on a follower one request to the
+// leader. One round runs at a time.
+func readBatch(round func() (uint64, error)) func([]*call[struct{}, uint64]) {
+	return func(batch []*call[struct{}, uint64]) {
+		idx, err := round()
+		for _, c := range batch {
+			c.resp, c.err = idx, err
 		}
 	}
 }
