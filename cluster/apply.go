@@ -47,16 +47,33 @@ func (n *Node) ApplyLocal(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Resul
 	if err != nil {
 		return nil, err
 	}
-	done := make(chan struct{})
-	go func() { _ = f.Error(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		// The entry may still commit; the caller learns the outcome by retrying with its
-		// request id.
-		return nil, ctx.Err()
+	if err := n.await(ctx, f); err != nil {
+		return nil, err
 	}
 	return result(f)
+}
+
+// await waits until every future has its outcome, or ctx ends, or the node shuts down.
+// When it returns early an entry may still commit: the caller learns the outcome by
+// retrying with its request id.
+func (n *Node) await(ctx context.Context, futures ...raft.ApplyFuture) error {
+	done := make(chan struct{})
+	go func() {
+		for _, f := range futures {
+			if f != nil {
+				_ = f.Error()
+			}
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.shutdownCh:
+		return ErrShutdown
+	}
 }
 
 // propose stamps cmd with the leader's clock and hands it to raft without waiting.
@@ -65,7 +82,7 @@ func (n *Node) propose(ctx context.Context, cmd *fsmv1.Command) (raft.ApplyFutur
 		return nil, ErrNotLeader
 	}
 	stamped := proto.CloneOf(cmd)
-	stamped.NowUnixNano = time.Now().UnixNano()
+	stamped.NowUnixNano = n.cfg.Clock().UnixNano()
 	data, err := proto.Marshal(stamped)
 	if err != nil {
 		return nil, err

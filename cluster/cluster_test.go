@@ -2,13 +2,19 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/conclave-dev/conclave/cluster"
 	"github.com/conclave-dev/conclave/fsm"
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+	"github.com/conclave-dev/conclave/proto/conclave/fsm/v1/fsmv1grpc"
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 )
 
@@ -190,4 +196,55 @@ func TestCluster_TTLExpiresOnEveryNode(t *testing.T) {
 		}
 	}
 	c.waitConverged()
+}
+
+func TestCluster_LinearizableReadJudgesTTLByLeaderClock(t *testing.T) {
+	var skew atomic.Int64 // followers' clock offset, set once n1 leads
+	c := newTestClusterWith(t, 3, func(cfg *cluster.Config) {
+		if cfg.ID != "n1" {
+			cfg.Clock = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+		}
+	})
+	c.transferLeadershipTo("n1")
+	// Followers' clocks now run an hour fast: judged by their own clocks, every key
+	// with a shorter TTL would look expired.
+	skew.Store(int64(time.Hour))
+	set := &fsmv1.Command{Op: &fsmv1.Command_Set{Set: &conclavev1.SetRequest{Key: []byte("k"), Value: []byte("v"), TtlMs: int64(10 * time.Minute / time.Millisecond)}}}
+	mustApply(t, c.nodes[0].node, set)
+	for _, tn := range c.nodes {
+		if _, ok := get(t, tn.node, conclavev1.Consistency_CONSISTENCY_LINEARIZABLE, "k"); !ok {
+			t.Fatalf("%s: a key the leader considers live is absent to a linearizable read", tn.cfg.ID)
+		}
+	}
+}
+
+func TestCluster_ForwardServiceRefusesLeaderOnlyCommands(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	before := c.nodes[leader].node.Machine().LeaderStartTerm()
+	conn, err := grpc.NewClient(c.nodes[leader].cfg.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	forged := &fsmv1.Command{Op: &fsmv1.Command_LeaderStart{LeaderStart: &fsmv1.LeaderStart{Term: 1 << 62}}}
+	resp, err := fsmv1grpc.NewForwardServiceClient(conn).Apply(ctxT(t), &fsmv1.ApplyRequest{Commands: []*fsmv1.Command{forged}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(fsm.ErrorFromProto(resp.GetOutcomes()[0].GetResult().GetError()), fsm.ErrInvalidArgument) {
+		t.Fatalf("forged LeaderStart: outcome %v, want InvalidArgument", resp.GetOutcomes()[0])
+	}
+	if got := c.nodes[leader].node.Machine().LeaderStartTerm(); got != before {
+		t.Fatalf("LeaderStartTerm moved from %d to %d", before, got)
+	}
+}
+
+func TestCluster_JoinRejectsReusedRaftAddress(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	_, err := c.nodes[leader].node.Join(ctxT(t), "n9", c.nodes[0].cfg.RaftAddr, "127.0.0.1:1")
+	if !errors.Is(err, cluster.ErrMemberConflict) {
+		t.Fatalf("join with n1's raft address: %v, want ErrMemberConflict", err)
+	}
 }

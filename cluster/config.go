@@ -47,6 +47,9 @@ type Config struct {
 	ExpireBatch    uint32
 	// ForwardTimeout bounds a forwarded request when the caller set no deadline.
 	ForwardTimeout time.Duration
+	// Clock is the wall clock the leader stamps commands and read points with (and a
+	// STALE read judges TTLs by). Tests skew it; nil means time.Now.
+	Clock func() time.Time
 }
 
 // DefaultConfig returns a configuration with raft's timing defaults and everything but
@@ -62,6 +65,7 @@ func DefaultConfig() Config {
 		ExpireInterval:     100 * time.Millisecond,
 		ExpireBatch:        1000,
 		ForwardTimeout:     10 * time.Second,
+		Clock:              time.Now,
 	}
 }
 
@@ -74,6 +78,8 @@ func (c Config) Validate() error {
 		return errors.New("cluster: config: data dir must not be empty")
 	case c.ExpireBatch == 0 || c.ExpireInterval <= 0:
 		return errors.New("cluster: config: expire interval and batch must be positive")
+	case c.Clock == nil:
+		return errors.New("cluster: config: clock must be set (DefaultConfig sets time.Now)")
 	}
 	for _, a := range []struct{ name, addr string }{{"raft", c.RaftAddr}, {"grpc", c.GRPCAddr}} {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {

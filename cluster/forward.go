@@ -28,18 +28,40 @@ func (n *Node) RegisterForwardService(s grpc.ServiceRegistrar) {
 }
 
 // Apply proposes every command of the batch before waiting for any, so they share one
-// raft append, and answers with one outcome per command.
+// raft append, and answers with one outcome per command. Commands only a leader makes
+// for itself (LeaderStart, ExpireDue) are refused: a forged LeaderStart of a future term
+// would make later leaders serve reads before they are ready.
 func (f *forwardService) Apply(ctx context.Context, req *fsmv1.ApplyRequest) (*fsmv1.ApplyResponse, error) {
 	cmds := req.GetCommands()
 	futures := make([]raft.ApplyFuture, len(cmds))
 	out := &fsmv1.ApplyResponse{Outcomes: make([]*fsmv1.ApplyOutcome, len(cmds))}
 	for i, cmd := range cmds {
+		switch cmd.GetOp().(type) {
+		case *fsmv1.Command_LeaderStart, *fsmv1.Command_ExpireDue:
+			out.Outcomes[i] = &fsmv1.ApplyOutcome{Result: &fsmv1.Result{Error: &fsmv1.Error{
+				Code:    fsmv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT,
+				Message: "only the leader proposes LeaderStart and ExpireDue",
+			}}}
+			continue
+		}
 		fut, err := f.n.propose(ctx, cmd)
 		if err != nil {
 			out.Outcomes[i] = outcome(nil, err)
 			continue
 		}
 		futures[i] = fut
+	}
+	if err := f.n.await(ctx, futures...); err != nil {
+		code, ok := forwardCode(err)
+		if !ok {
+			return nil, err
+		}
+		for i, fut := range futures {
+			if fut != nil {
+				out.Outcomes[i] = &fsmv1.ApplyOutcome{Error: code}
+			}
+		}
+		return out, nil
 	}
 	for i, fut := range futures {
 		if fut != nil {
@@ -61,14 +83,14 @@ func outcome(res *fsmv1.Result, err error) *fsmv1.ApplyOutcome {
 }
 
 func (f *forwardService) ReadIndex(ctx context.Context, _ *fsmv1.ReadIndexRequest) (*fsmv1.ReadIndexResponse, error) {
-	idx, err := f.n.LeaderReadIndex(ctx)
+	rp, err := f.n.LeaderReadIndex(ctx)
 	if code, ok := forwardCode(err); ok {
 		return &fsmv1.ReadIndexResponse{Error: code}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &fsmv1.ReadIndexResponse{Index: idx}, nil
+	return &fsmv1.ReadIndexResponse{Index: rp.Index, NowUnixNano: rp.Now}, nil
 }
 
 var forwardErrors = []struct {

@@ -54,6 +54,12 @@ func testConfig(t *testing.T, id string) cluster.Config {
 // newTestCluster starts n nodes bootstrapped as one cluster and waits for a leader.
 func newTestCluster(t *testing.T, n int) *testCluster {
 	t.Helper()
+	return newTestClusterWith(t, n, func(*cluster.Config) {})
+}
+
+// newTestClusterWith is newTestCluster with a hook to adjust each node's configuration.
+func newTestClusterWith(t *testing.T, n int, adjust func(*cluster.Config)) *testCluster {
+	t.Helper()
 	c := &testCluster{t: t}
 	var peers []cluster.Peer
 	var cfgs []cluster.Config
@@ -64,6 +70,7 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 	}
 	for _, cfg := range cfgs {
 		cfg.InitialCluster = peers
+		adjust(&cfg)
 		c.nodes = append(c.nodes, c.start(cfg))
 	}
 	t.Cleanup(func() {
@@ -225,4 +232,22 @@ func (p *peerClusterService) Remove(ctx context.Context, r *conclavev1.RemoveReq
 
 func setCmd(key, value string) *fsmv1.Command {
 	return &fsmv1.Command{Op: &fsmv1.Command_Set{Set: &conclavev1.SetRequest{Key: []byte(key), Value: []byte(value)}}}
+}
+
+// transferLeadershipTo makes the node with id the leader, ready for reads.
+func (c *testCluster) transferLeadershipTo(id string) {
+	c.t.Helper()
+	eventually(c.t, 30*time.Second, func() error {
+		leader := c.waitLeader()
+		if c.nodes[leader].cfg.ID == id {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := c.nodes[leader].node.TransferLeadership(ctx, id)
+		if err == nil {
+			err = fmt.Errorf("transferred; waiting for %s to lead", id)
+		}
+		return err
+	})
 }

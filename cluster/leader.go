@@ -82,7 +82,7 @@ func (n *Node) lead(ctx context.Context) {
 func (n *Node) expireDue(ctx context.Context) {
 	for {
 		due := 0
-		n.machine.Read(time.Now().UnixNano(), func(v *fsm.View) { due = v.DueCount(1) })
+		n.machine.Read(n.cfg.Clock().UnixNano(), func(v *fsm.View) { due = v.DueCount(1) })
 		if due == 0 {
 			return
 		}
@@ -129,14 +129,16 @@ func (n *Node) promoteCaughtUp(ctx context.Context) {
 }
 
 // registerSelf puts this node's addresses in the replicated member table (forwarding
-// to the leader) whenever the table lacks them, so every node can be found by its id.
+// to the leader) whenever the table lacks them while the node is in raft's
+// configuration, so every node can be found by its id and a removed node does not
+// write itself back.
 func (n *Node) registerSelf() {
 	defer n.wg.Done()
 	self := &fsmv1.Member{Id: n.cfg.ID, RaftAddress: n.cfg.RaftAddr, GrpcAddress: n.cfg.GRPCAddr}
 	ctx := n.ctx
 	for {
 		if m := n.member(n.cfg.ID); m == nil || m.GetGrpcAddress() != self.GrpcAddress || m.GetRaftAddress() != self.RaftAddress {
-			if n.LeaderKnown() {
+			if n.LeaderKnown() && n.inConfiguration(n.cfg.ID) {
 				actx, acancel := context.WithTimeout(ctx, 5*time.Second)
 				_, err := n.Apply(actx, &fsmv1.Command{Op: &fsmv1.Command_MemberPut{MemberPut: &fsmv1.MemberPut{Member: self}}})
 				acancel()
@@ -149,4 +151,18 @@ func (n *Node) registerSelf() {
 			return
 		}
 	}
+}
+
+// inConfiguration reports whether id is a server in raft's latest configuration.
+func (n *Node) inConfiguration(id string) bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == id {
+			return true
+		}
+	}
+	return false
 }

@@ -87,10 +87,12 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, grpcAddr string) ([]*conc
 	}
 	known := false
 	for _, s := range f.Configuration().Servers {
-		if string(s.ID) == id {
-			if string(s.Address) != raftAddr {
-				return nil, fmt.Errorf("%w: %q joined with raft address %s; remove it first", ErrMemberConflict, id, s.Address)
-			}
+		switch {
+		case string(s.ID) == id && string(s.Address) != raftAddr:
+			return nil, fmt.Errorf("%w: %q joined with raft address %s; remove it first", ErrMemberConflict, id, s.Address)
+		case string(s.ID) != id && string(s.Address) == raftAddr:
+			return nil, fmt.Errorf("%w: raft address %s belongs to %q", ErrMemberConflict, raftAddr, s.ID)
+		case string(s.ID) == id:
 			known = true
 		}
 	}
@@ -129,13 +131,23 @@ func (n *Node) Remove(ctx context.Context, id string) ([]*conclavev1.Member, err
 	if !known {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownMember, id)
 	}
-	// Forget the addresses first: once the leader removes itself it can propose nothing.
+	// Leave raft's configuration first, so a member the table no longer knows is never
+	// still a voter — except when the leader removes itself: it can propose nothing
+	// afterwards, so it forgets its own row first.
 	del := &fsmv1.Command{Op: &fsmv1.Command_MemberRemove{MemberRemove: &fsmv1.MemberRemove{Id: id}}}
-	if _, err := n.ApplyLocal(ctx, del); err != nil {
-		return nil, err
+	self := id == n.cfg.ID
+	if self {
+		if _, err := n.ApplyLocal(ctx, del); err != nil {
+			return nil, err
+		}
 	}
 	if err := n.raft.RemoveServer(raft.ServerID(id), 0, 0).Error(); err != nil {
 		return nil, raftError(err)
+	}
+	if !self {
+		if _, err := n.ApplyLocal(ctx, del); err != nil {
+			return nil, err
+		}
 	}
 	n.log.Info("removed member", zap.String("member-id", id))
 	return n.members()

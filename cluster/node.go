@@ -33,8 +33,8 @@ type Node struct {
 	store   *raftboltdb.BoltStore
 	trans   *raft.NetworkTransport
 
-	leaderReads   *batcher[struct{}, uint64]
-	followerReads *batcher[struct{}, uint64]
+	leaderReads   *batcher[struct{}, ReadPoint]
+	followerReads *batcher[struct{}, ReadPoint]
 	forwards      *batcher[*fsmv1.Command, *fsmv1.Result]
 	conns         *connPool
 

@@ -13,22 +13,33 @@ import (
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 )
 
+// ReadPoint is where a linearizable read may be served: once the local machine has
+// applied Index, at time Now (the leader's clock when it confirmed leadership), so
+// every node judges TTL deadlines by the same clock that stamps writes.
+type ReadPoint struct {
+	Index uint64
+	Now   int64
+}
+
 // Read runs fn on local state once that is safe for consistency c, and returns the
-// response header. LINEARIZABLE (the default) obtains a read index — from this node's
+// response header. LINEARIZABLE (the default) obtains a read point — from this node's
 // batched ReadIndex loop when it leads, from the leader otherwise — and waits until the
-// local machine has applied it, so reads scale with nodes. STALE reads at once.
+// local machine has applied its index, so reads scale with nodes. STALE reads local
+// state at once, judging TTLs by the local clock.
 func (n *Node) Read(ctx context.Context, c conclavev1.Consistency, fn func(v *fsm.View)) (*conclavev1.ResponseHeader, error) {
+	now := n.cfg.Clock().UnixNano()
 	if c != conclavev1.Consistency_CONSISTENCY_STALE {
-		idx, err := n.ReadIndex(ctx)
+		rp, err := n.ReadIndex(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if err := n.waitApplied(ctx, idx); err != nil {
+		if err := n.waitApplied(ctx, rp.Index); err != nil {
 			return nil, err
 		}
+		now = rp.Now
 	}
 	h := &conclavev1.ResponseHeader{NodeId: n.cfg.ID, RaftTerm: n.raft.CurrentTerm()}
-	n.machine.Read(time.Now().UnixNano(), func(v *fsm.View) {
+	n.machine.Read(now, func(v *fsm.View) {
 		h.Revision = v.Revision()
 		fn(v)
 	})
@@ -39,11 +50,11 @@ func (n *Node) Read(ctx context.Context, c conclavev1.Consistency, fn func(v *fs
 	return h, nil
 }
 
-// ReadIndex returns a raft index such that a read of state applied through it is
-// linearizable. On the leader it joins the leader's batch; on a follower it joins the
-// follower's batch, one ReadIndex request to the leader serving every read that waits
-// (the leader never forwards a forwarded request).
-func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+// ReadIndex returns a read point for a linearizable read. On the leader it joins the
+// leader's batch; on a follower it joins the follower's batch, one ReadIndex request to
+// the leader serving every read that waits (the leader never forwards a forwarded
+// request).
+func (n *Node) ReadIndex(ctx context.Context) (ReadPoint, error) {
 	if n.IsLeader() || Forwarded(ctx) {
 		return n.LeaderReadIndex(ctx)
 	}
@@ -52,37 +63,19 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 
 // LeaderReadIndex joins the next ReadIndex batch on this node, which must lead.
 // A leader that has not yet applied its own LeaderStart entry is waited for briefly.
-func (n *Node) LeaderReadIndex(ctx context.Context) (uint64, error) {
+func (n *Node) LeaderReadIndex(ctx context.Context) (ReadPoint, error) {
 	wait := 5 * time.Millisecond
 	deadline := time.Now().Add(2 * n.cfg.ElectionTimeout)
 	for {
-		idx, err := n.leaderReads.do(ctx, struct{}{})
+		rp, err := n.leaderReads.do(ctx, struct{}{})
 		if !errors.Is(err, ErrNotReady) || time.Now().After(deadline) {
-			return idx, err
+			return rp, err
 		}
 		if !n.sleep(ctx, wait) {
-			return 0, errors.Join(err, ctx.Err())
+			return ReadPoint{}, errors.Join(err, ctx.Err())
 		}
 		wait = min(2*wait, 100*time.Millisecond)
 	}
-}
-
-// askLeaderReadIndex is the follower's batch round: one ReadIndex request to the leader.
-func (n *Node) askLeaderReadIndex() (uint64, error) {
-	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ForwardTimeout)
-	defer cancel()
-	conn, err := n.leaderConn(ctx)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := fsmv1grpc.NewForwardServiceClient(conn).ReadIndex(markForwarded(ctx), &fsmv1.ReadIndexRequest{})
-	if err != nil {
-		return 0, err
-	}
-	if err := forwardErr(resp.GetError()); err != nil {
-		return 0, err
-	}
-	return resp.GetIndex(), nil
 }
 
 // waitApplied blocks until the machine has applied index.
@@ -102,35 +95,58 @@ func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
-// readBatch answers every read of a batch with the index of one round: on the leader
-// one VerifyLeader (a heartbeat round to a quorum), on a follower one request to the
-// leader. One round runs at a time.
-func readBatch(round func() (uint64, error)) func([]*call[struct{}, uint64]) {
-	return func(batch []*call[struct{}, uint64]) {
-		idx, err := round()
+// readBatch answers every read of a batch with the read point of one round: on the
+// leader one VerifyLeader (a heartbeat round to a quorum), on a follower one request to
+// the leader. One round runs at a time.
+func readBatch(round func() (ReadPoint, error)) func([]*call[struct{}, ReadPoint]) {
+	return func(batch []*call[struct{}, ReadPoint]) {
+		rp, err := round()
 		for _, c := range batch {
-			c.resp, c.err = idx, err
+			c.resp, c.err = rp, err
 		}
 	}
 }
 
 // leaderReadRound confirms leadership and returns the commit index recorded before
-// confirming.
-func (n *Node) leaderReadRound() (uint64, error) {
+// confirming, with the leader's clock at that moment.
+//
+// The commit index is safe to wait for because this leader has applied its own
+// LeaderStart: every entry after it is a command or configuration entry, which the
+// machine records as applied (raft's own no-op entries, which it never sees, come
+// before it).
+func (n *Node) leaderReadRound() (ReadPoint, error) {
 	r := n.raft
 	if r.State() != raft.Leader {
-		return 0, ErrNotLeader
+		return ReadPoint{}, ErrNotLeader
 	}
 	term := r.CurrentTerm()
 	if n.machine.LeaderStartTerm() < term {
-		return 0, ErrNotReady
+		return ReadPoint{}, ErrNotReady
 	}
-	idx := r.CommitIndex()
+	rp := ReadPoint{Index: r.CommitIndex(), Now: n.cfg.Clock().UnixNano()}
 	if err := r.VerifyLeader().Error(); err != nil {
-		return 0, raftError(err)
+		return ReadPoint{}, raftError(err)
 	}
 	if r.CurrentTerm() != term {
-		return 0, ErrLeadershipLost
+		return ReadPoint{}, ErrLeadershipLost
 	}
-	return idx, nil
+	return rp, nil
+}
+
+// askLeaderReadIndex is the follower's batch round: one ReadIndex request to the leader.
+func (n *Node) askLeaderReadIndex() (ReadPoint, error) {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ForwardTimeout)
+	defer cancel()
+	conn, err := n.leaderConn(ctx)
+	if err != nil {
+		return ReadPoint{}, err
+	}
+	resp, err := fsmv1grpc.NewForwardServiceClient(conn).ReadIndex(markForwarded(ctx), &fsmv1.ReadIndexRequest{})
+	if err != nil {
+		return ReadPoint{}, err
+	}
+	if err := forwardErr(resp.GetError()); err != nil {
+		return ReadPoint{}, err
+	}
+	return ReadPoint{Index: resp.GetIndex(), Now: resp.GetNowUnixNano()}, nil
 }

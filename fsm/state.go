@@ -28,7 +28,10 @@ func (e *entry) ttlMs(now int64) int64 {
 	if e.expiresAt == 0 {
 		return 0
 	}
-	return (e.expiresAt - now + 999_999) / 1_000_000
+	if e.expiresAt <= now {
+		return 0
+	}
+	return (e.expiresAt-now-1)/1_000_000 + 1 // rounds up without overflowing
 }
 
 func (e *entry) toProto(now int64, withValue bool) *conclavev1.KeyValue {

@@ -263,9 +263,12 @@ func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
 }
 
 type ReadIndexResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	Error         ForwardError           `protobuf:"varint,2,opt,name=error,proto3,enum=conclave.fsm.v1.ForwardError" json:"error,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Index uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Error ForwardError           `protobuf:"varint,2,opt,name=error,proto3,enum=conclave.fsm.v1.ForwardError" json:"error,omitempty"`
+	// now_unix_nano is the leader's clock when it confirmed leadership: reads judge TTL
+	// deadlines by it, as writes do by the time the leader stamps on them.
+	NowUnixNano   int64 `protobuf:"varint,3,opt,name=now_unix_nano,json=nowUnixNano,proto3" json:"now_unix_nano,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -314,6 +317,13 @@ func (x *ReadIndexResponse) GetError() ForwardError {
 	return ForwardError_FORWARD_ERROR_UNSPECIFIED
 }
 
+func (x *ReadIndexResponse) GetNowUnixNano() int64 {
+	if x != nil {
+		return x.NowUnixNano
+	}
+	return 0
+}
+
 var File_conclave_fsm_v1_forward_proto protoreflect.FileDescriptor
 
 const file_conclave_fsm_v1_forward_proto_rawDesc = "" +
@@ -326,10 +336,11 @@ const file_conclave_fsm_v1_forward_proto_rawDesc = "" +
 	"\fApplyOutcome\x12/\n" +
 	"\x06result\x18\x01 \x01(\v2\x17.conclave.fsm.v1.ResultR\x06result\x123\n" +
 	"\x05error\x18\x02 \x01(\x0e2\x1d.conclave.fsm.v1.ForwardErrorR\x05error\"\x12\n" +
-	"\x10ReadIndexRequest\"^\n" +
+	"\x10ReadIndexRequest\"\x82\x01\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x123\n" +
-	"\x05error\x18\x02 \x01(\x0e2\x1d.conclave.fsm.v1.ForwardErrorR\x05error*\xc4\x01\n" +
+	"\x05error\x18\x02 \x01(\x0e2\x1d.conclave.fsm.v1.ForwardErrorR\x05error\x12\"\n" +
+	"\rnow_unix_nano\x18\x03 \x01(\x03R\vnowUnixNano*\xc4\x01\n" +
 	"\fForwardError\x12\x1d\n" +
 	"\x19FORWARD_ERROR_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FORWARD_ERROR_NO_LEADER\x10\x01\x12\x1c\n" +
