@@ -31,6 +31,10 @@ type Config struct {
 	// Join is the gRPC address of a running member to join through when the node has no
 	// state yet. The node enters as a non-voter and the leader promotes it once caught up.
 	Join string
+	// PeerAddrs overrides, per raft server id, the address this node dials to reach that
+	// peer (a proxy or a NAT address); peers not listed are dialled at the address in the
+	// replicated member table. Empty means dial every peer at its configured address.
+	PeerAddrs map[string]string
 
 	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout tune raft.
 	HeartbeatTimeout   time.Duration
@@ -101,6 +105,19 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// ParsePeerAddrs parses "n2=host:port,n3=host:port" into a map from id to address.
+func ParsePeerAddrs(s string) (map[string]string, error) {
+	peers, err := ParseInitialCluster(s)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(peers))
+	for _, p := range peers {
+		out[p.ID] = p.RaftAddr
+	}
+	return out, nil
 }
 
 // ParseInitialCluster parses "n1=host:port,n2=host:port" into peers sorted by id.

@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"net"
 	"testing"
@@ -158,18 +157,6 @@ func (c *testCluster) followers() []int {
 	return out
 }
 
-// stateHash is the SHA-256 of the node's snapshot bytes.
-func stateHash(t *testing.T, n *cluster.Node) ([32]byte, uint64) {
-	s := n.Machine().Snapshot()
-	h := sha256.New()
-	if _, err := s.WriteTo(h); err != nil {
-		t.Fatal(err)
-	}
-	var sum [32]byte
-	copy(sum[:], h.Sum(nil))
-	return sum, s.AppliedIndex()
-}
-
 // waitConverged waits until every running node has applied the same index and holds
 // byte-identical state.
 func (c *testCluster) waitConverged() {
@@ -178,7 +165,11 @@ func (c *testCluster) waitConverged() {
 		var first [32]byte
 		var firstIdx uint64
 		for i, tn := range c.running() {
-			h, idx := stateHash(c.t, tn.node)
+			hb, idx, err := tn.node.StateHash()
+			if err != nil {
+				return err
+			}
+			h := [32]byte(hb)
 			if i == 0 {
 				first, firstIdx = h, idx
 				continue

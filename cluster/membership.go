@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strconv"
@@ -46,6 +47,17 @@ func (n *Node) Status(ctx context.Context) (*conclavev1.StatusResponse, error) {
 	st.Members = members
 	st.Header = n.Header(st.AppliedIndex)
 	return st, nil
+}
+
+// StateHash is the SHA-256 of the machine's snapshot bytes and the applied index they
+// cover: replicas at the same index hold byte-identical state.
+func (n *Node) StateHash() ([]byte, uint64, error) {
+	s := n.machine.Snapshot()
+	h := sha256.New()
+	if _, err := s.WriteTo(h); err != nil {
+		return nil, 0, err
+	}
+	return h.Sum(nil), s.AppliedIndex(), nil
 }
 
 // members joins raft's configuration with the replicated member table.

@@ -120,7 +120,11 @@ func (n *Node) startRaft() error {
 		store.Close()
 		return fmt.Errorf("cluster: snapshot store: %w", err)
 	}
-	trans, err := raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, nil, 3, 10*time.Second, rlog)
+	tconf := &raft.NetworkTransportConfig{MaxPool: 3, Timeout: 10 * time.Second, Logger: rlog}
+	if len(n.cfg.PeerAddrs) > 0 {
+		tconf.ServerAddressProvider = peerAddrs{n}
+	}
+	trans, err := raft.NewTCPTransportWithConfig(n.cfg.RaftAddr, nil, tconf)
 	if err != nil {
 		store.Close()
 		return fmt.Errorf("cluster: raft transport on %s: %w", n.cfg.RaftAddr, err)
@@ -248,4 +252,18 @@ func (p *connPool) close() {
 		c.Close()
 	}
 	p.conns = map[string]*grpc.ClientConn{}
+}
+
+// peerAddrs is the raft transport's ServerAddressProvider when Config.PeerAddrs is set:
+// a listed peer is dialled at its override, any other at the member table's address.
+type peerAddrs struct{ n *Node }
+
+func (p peerAddrs) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	if addr, ok := p.n.cfg.PeerAddrs[string(id)]; ok {
+		return raft.ServerAddress(addr), nil
+	}
+	if m := p.n.member(string(id)); m != nil && m.GetRaftAddress() != "" {
+		return raft.ServerAddress(m.GetRaftAddress()), nil
+	}
+	return "", fmt.Errorf("cluster: no address for peer %q", id)
 }

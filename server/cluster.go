@@ -16,10 +16,15 @@ type clusterService struct {
 
 var _ conclavev1grpc.ClusterServiceServer = (*clusterService)(nil)
 
-func (s *clusterService) Status(ctx context.Context, _ *conclavev1.StatusRequest) (*conclavev1.StatusResponse, error) {
+func (s *clusterService) Status(ctx context.Context, req *conclavev1.StatusRequest) (*conclavev1.StatusResponse, error) {
 	resp, err := s.node.Status(ctx)
 	if err != nil {
 		return nil, toStatus(err)
+	}
+	if req.GetIncludeStateHash() {
+		if resp.StateHash, resp.StateHashIndex, err = s.node.StateHash(); err != nil {
+			return nil, toStatus(err)
+		}
 	}
 	return resp, nil
 }

@@ -25,6 +25,9 @@ type Node interface {
 	Header(revision uint64) *conclavev1.ResponseHeader
 	// Status describes the node; the caller fills nothing else.
 	Status(ctx context.Context) (*conclavev1.StatusResponse, error)
+	// StateHash is the SHA-256 of the node's state as snapshot bytes, and the applied
+	// index it covers.
+	StateHash() ([]byte, uint64, error)
 	// Join adds a member (as a non-voter) and returns the membership afterwards.
 	Join(ctx context.Context, id, raftAddr, grpcAddr string) ([]*conclavev1.Member, error)
 	// Remove takes a member out of the cluster and returns the membership afterwards.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -76,6 +77,15 @@ func (n *localNode) Read(ctx context.Context, c conclavev1.Consistency, fn func(
 
 func (n *localNode) Header(revision uint64) *conclavev1.ResponseHeader {
 	return &conclavev1.ResponseHeader{Revision: revision, NodeId: n.ID(), RaftTerm: 1, AppliedIndex: n.m.AppliedIndex()}
+}
+
+func (n *localNode) StateHash() ([]byte, uint64, error) {
+	s := n.m.Snapshot()
+	h := sha256.New()
+	if _, err := s.WriteTo(h); err != nil {
+		return nil, 0, err
+	}
+	return h.Sum(nil), s.AppliedIndex(), nil
 }
 
 func (n *localNode) Status(ctx context.Context) (*conclavev1.StatusResponse, error) {

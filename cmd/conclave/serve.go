@@ -25,7 +25,7 @@ import (
 // internal forwarding service and /metrics until SIGINT or SIGTERM.
 func newServeCmd() *cobra.Command {
 	cfg := cluster.DefaultConfig()
-	var initial, metricsAddr, logLevel string
+	var initial, peerAddrs, metricsAddr, logLevel string
 	var shutdownTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -44,6 +44,9 @@ again. A new node joins a running cluster with --join ADDR (the gRPC address of 
 				return err
 			}
 			cfg.InitialCluster = peers
+			if cfg.PeerAddrs, err = cluster.ParsePeerAddrs(peerAddrs); err != nil {
+				return err
+			}
 			log, err := newLogger(logLevel)
 			if err != nil {
 				return err
@@ -60,6 +63,7 @@ again. A new node joins a running cluster with --join ADDR (the gRPC address of 
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for the raft log and snapshots (required)")
 	f.StringVar(&initial, "initial-cluster", "", "static initial cluster: n1=raft-addr,n2=raft-addr,...")
 	f.StringVar(&cfg.Join, "join", "", "gRPC address of a member to join through, for a new node")
+	f.StringVar(&peerAddrs, "raft-peer-addrs", "", "dial these raft addresses for these peers instead of their configured ones: n2=host:port,... (a proxy or NAT)")
 	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", cfg.HeartbeatTimeout, "raft heartbeat timeout")
 	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", cfg.ElectionTimeout, "raft election timeout")
 	f.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", cfg.SnapshotThreshold, "log entries between snapshots")

@@ -99,9 +99,12 @@ func (x *Member) GetLeader() bool {
 }
 
 type StatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// include_state_hash asks for state_hash: costly (it serialises the whole state), meant
+	// for checking that replicas converged.
+	IncludeStateHash bool `protobuf:"varint,1,opt,name=include_state_hash,json=includeStateHash,proto3" json:"include_state_hash,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StatusRequest) Reset() {
@@ -134,6 +137,13 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 	return file_conclave_v1_cluster_proto_rawDescGZIP(), []int{1}
 }
 
+func (x *StatusRequest) GetIncludeStateHash() bool {
+	if x != nil {
+		return x.IncludeStateHash
+	}
+	return false
+}
+
 type StatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -148,8 +158,12 @@ type StatusResponse struct {
 	Members             []*Member `protobuf:"bytes,9,rep,name=members,proto3" json:"members,omitempty"`
 	KeyCount            uint64    `protobuf:"varint,10,opt,name=key_count,json=keyCount,proto3" json:"key_count,omitempty"`
 	LastLeaderContactMs int64     `protobuf:"varint,11,opt,name=last_leader_contact_ms,json=lastLeaderContactMs,proto3" json:"last_leader_contact_ms,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// state_hash is the SHA-256 of the node's snapshot bytes at state_hash_index, when
+	// include_state_hash was set. Replicas at the same index have the same hash.
+	StateHash      []byte `protobuf:"bytes,12,opt,name=state_hash,json=stateHash,proto3" json:"state_hash,omitempty"`
+	StateHashIndex uint64 `protobuf:"varint,13,opt,name=state_hash_index,json=stateHashIndex,proto3" json:"state_hash_index,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -255,6 +269,20 @@ func (x *StatusResponse) GetKeyCount() uint64 {
 func (x *StatusResponse) GetLastLeaderContactMs() int64 {
 	if x != nil {
 		return x.LastLeaderContactMs
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetStateHash() []byte {
+	if x != nil {
+		return x.StateHash
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetStateHashIndex() uint64 {
+	if x != nil {
+		return x.StateHashIndex
 	}
 	return 0
 }
@@ -663,8 +691,9 @@ const file_conclave_v1_cluster_proto_rawDesc = "" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12!\n" +
 	"\fgrpc_address\x18\x03 \x01(\tR\vgrpcAddress\x12\x14\n" +
 	"\x05voter\x18\x04 \x01(\bR\x05voter\x12\x16\n" +
-	"\x06leader\x18\x05 \x01(\bR\x06leader\"\x0f\n" +
-	"\rStatusRequest\"\x9e\x03\n" +
+	"\x06leader\x18\x05 \x01(\bR\x06leader\"=\n" +
+	"\rStatusRequest\x12,\n" +
+	"\x12include_state_hash\x18\x01 \x01(\bR\x10includeStateHash\"\xe7\x03\n" +
 	"\x0eStatusResponse\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.conclave.v1.ResponseHeaderR\x06header\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1b\n" +
@@ -678,7 +707,10 @@ const file_conclave_v1_cluster_proto_rawDesc = "" +
 	"\amembers\x18\t \x03(\v2\x13.conclave.v1.MemberR\amembers\x12\x1b\n" +
 	"\tkey_count\x18\n" +
 	" \x01(\x04R\bkeyCount\x123\n" +
-	"\x16last_leader_contact_ms\x18\v \x01(\x03R\x13lastLeaderContactMs\"c\n" +
+	"\x16last_leader_contact_ms\x18\v \x01(\x03R\x13lastLeaderContactMs\x12\x1d\n" +
+	"\n" +
+	"state_hash\x18\f \x01(\fR\tstateHash\x12(\n" +
+	"\x10state_hash_index\x18\r \x01(\x04R\x0estateHashIndex\"c\n" +
 	"\vJoinRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12!\n" +
