@@ -2,6 +2,7 @@
 # Runs the whole Conclave test suite from the repo root, whatever the current directory.
 #
 #   scripts/test.sh                  gofmt, go vet, buf lint + generated-code freshness, go test -race
+#   then a 60 s seeded chaos run (scripts/chaos.sh; CONCLAVE_CHAOS_DURATION=0 skips it)
 #   CONCLAVE_FUZZ=1 scripts/test.sh  also fuzzes fsm's FuzzApply for 20 s
 #
 # Stops at the first failing step and exits non-zero. CI runs it through .ci/run.
@@ -42,6 +43,13 @@ scripts/gen.sh --check
 
 banner "go test -race -count=1 -timeout 20m ./..."
 go test -race -count=1 -timeout 20m ./...
+
+# A short seeded fault-injection run across processes, checked with porcupine.
+# CONCLAVE_CHAOS_DURATION=0 skips it; CONCLAVE_CHAOS_SEED picks another schedule.
+if [[ ${CONCLAVE_CHAOS_DURATION:-60s} != 0 ]]; then
+  banner "scripts/chaos.sh --duration ${CONCLAVE_CHAOS_DURATION:-60s} --seed ${CONCLAVE_CHAOS_SEED:-1}"
+  scripts/chaos.sh --duration "${CONCLAVE_CHAOS_DURATION:-60s}" --seed "${CONCLAVE_CHAOS_SEED:-1}"
+fi
 
 if [[ ${CONCLAVE_FUZZ:-0} == 1 ]]; then
   banner "go test -run '^\$' -fuzz=FuzzApply -fuzztime=20s ./fsm"

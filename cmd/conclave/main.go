@@ -48,7 +48,7 @@ func newRootCmd() *cobra.Command {
 			return bindEnv(cmd)
 		},
 	}
-	root.AddCommand(newServeCmd(), newKVCmd(), newClusterCmd(), newBenchCmd())
+	root.AddCommand(newServeCmd(), newKVCmd(), newClusterCmd(), newBenchCmd(), newChaosCmd())
 	return root
 }
 

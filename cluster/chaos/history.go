@@ -1,0 +1,184 @@
+package chaos
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// Op is the kind of a recorded KV operation.
+type Op uint8
+
+const (
+	// OpGet reads a key (LINEARIZABLE, or STALE when Input.Stale).
+	OpGet Op = iota + 1
+	// OpSet writes Input.Value unconditionally.
+	OpSet
+	// OpCAS writes Input.Value only if the key's mod_revision equals
+	// Input.ExpectRevision (Set with if_revision; 0 means the key must not exist).
+	OpCAS
+	// OpDelete removes the key.
+	OpDelete
+	// OpIncrement adds Input.Delta to the key's base-10 integer value (absent = 0).
+	OpIncrement
+)
+
+var opNames = [...]string{OpGet: "get", OpSet: "set", OpCAS: "cas", OpDelete: "delete", OpIncrement: "increment"}
+
+func (o Op) String() string {
+	if int(o) < len(opNames) && opNames[o] != "" {
+		return opNames[o]
+	}
+	return fmt.Sprintf("op(%d)", uint8(o))
+}
+
+// MarshalText writes the op's name, so recorded histories read as text.
+func (o Op) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
+
+// UnmarshalText reads an op name written by MarshalText.
+func (o *Op) UnmarshalText(b []byte) error {
+	for i, name := range opNames {
+		if name != "" && name == string(b) {
+			*o = Op(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("chaos: unknown op %q", b)
+}
+
+// Input is what a client asked, one key per operation.
+type Input struct {
+	Op    Op     `json:"op"`
+	Key   string `json:"key"`
+	Value string `json:"value,omitempty"` // OpSet, OpCAS
+	Delta int64  `json:"delta,omitempty"` // OpIncrement
+	// ExpectRevision is OpCAS's if_revision; 0 means the key must not exist.
+	ExpectRevision uint64 `json:"expect-revision,omitempty"`
+	// Stale marks an OpGet served with CONSISTENCY_STALE: Check leaves it out and
+	// CheckStaleReads judges it.
+	Stale bool `json:"stale,omitempty"`
+}
+
+// Output is what the client saw. Fill only the fields the operation returns:
+//
+//	OpGet       Found, and when found Value (the stored bytes as a string; counters are
+//	            base-10) and Revision (the entry's mod_revision)
+//	OpSet       Revision (the written entry's mod_revision)
+//	OpCAS       OK (the condition held) and, when OK, Revision
+//	OpDelete    Found (deleted > 0) and, optionally, Revision (the response header's
+//	            revision, the raft index of the delete; 0 = not known)
+//	OpIncrement Counter (the new value) and Revision
+//
+// A failed condition (FailedPrecondition) is a known outcome with OK false. An operation
+// whose outcome the client cannot know (a timeout or Unavailable after the request may
+// have been sent) is recorded with Pending.Unknown, never with a guessed Output.
+type Output struct {
+	Found    bool   `json:"found,omitempty"`
+	Value    string `json:"value,omitempty"`
+	Revision uint64 `json:"revision,omitempty"`
+	OK       bool   `json:"ok,omitempty"`
+	Counter  int64  `json:"counter,omitempty"`
+	// Unknown marks an operation that may or may not have taken effect, at any time
+	// after its call; its return time is math.MaxInt64 and every other field is ignored.
+	Unknown bool `json:"unknown,omitempty"`
+}
+
+// A Recorder collects a history of operations from concurrent clients, timed by a
+// monotonic clock started when the Recorder was made. It is safe for concurrent use.
+type Recorder struct {
+	start time.Time
+
+	mu   sync.Mutex
+	ops  []porcupine.Operation
+	done []bool
+	gone []bool // discarded: definitely without effect
+}
+
+// NewRecorder starts an empty history whose clock reads 0 now.
+func NewRecorder() *Recorder { return &Recorder{start: time.Now()} }
+
+// now is nanoseconds since the Recorder started, from the monotonic clock.
+func (r *Recorder) now() int64 { return int64(time.Since(r.start)) }
+
+// A Pending is a called operation waiting for its outcome. Exactly one of Return,
+// Unknown or Discard should be called; the first call wins and later ones do nothing.
+type Pending struct {
+	r *Recorder
+	i int
+}
+
+// Call records that client clientID is about to send in; call it before the request
+// leaves. clientID should be small and zero-based (it names a row in the visualisation);
+// one client must not have two operations outstanding at once.
+func (r *Recorder) Call(clientID int, in Input) *Pending {
+	t := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ops = append(r.ops, porcupine.Operation{ClientId: clientID, Input: in, Call: t})
+	r.done = append(r.done, false)
+	r.gone = append(r.gone, false)
+	return &Pending{r: r, i: len(r.ops) - 1}
+}
+
+// Return records the operation's known outcome, timed now.
+func (p *Pending) Return(out Output) {
+	out.Unknown = false
+	p.finish(out, p.r.now())
+}
+
+// Unknown records that the operation's outcome is unknown: it may have taken effect at
+// any time after its call, or never.
+func (p *Pending) Unknown() { p.finish(Output{Unknown: true}, math.MaxInt64) }
+
+// Discard removes the operation from the history: use it only when the operation
+// certainly had no effect (rejected before it reached raft, e.g. InvalidArgument, or a
+// definite error such as WRONG_TYPE). When in doubt, use Unknown.
+func (p *Pending) Discard() {
+	p.r.mu.Lock()
+	defer p.r.mu.Unlock()
+	if p.r.done[p.i] {
+		return
+	}
+	p.r.done[p.i] = true
+	p.r.gone[p.i] = true
+}
+
+func (p *Pending) finish(out Output, t int64) {
+	p.r.mu.Lock()
+	defer p.r.mu.Unlock()
+	if p.r.done[p.i] {
+		return
+	}
+	p.r.done[p.i] = true
+	p.r.ops[p.i].Output = out
+	p.r.ops[p.i].Return = t
+}
+
+// Operations is a copy of the history so far, in call order, without discarded
+// operations. An operation still waiting for its outcome is reported as unknown.
+func (r *Recorder) Operations() []porcupine.Operation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ops := make([]porcupine.Operation, 0, len(r.ops))
+	for i, op := range r.ops {
+		switch {
+		case r.gone[i]:
+			continue
+		case !r.done[i]:
+			op.Output = Output{Unknown: true}
+			op.Return = math.MaxInt64
+		}
+		ops = append(ops, op)
+	}
+	return ops
+}
+
+// Len is the number of operations called so far, discarded ones included.
+func (r *Recorder) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.ops)
+}
