@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -79,7 +80,7 @@ func (w *workload) step(kv conclavev1grpc.KVServiceClient, client, seq int, rng 
 		pend := w.rec.Call(client, chaos.Input{Op: chaos.OpSet, Key: reg, Value: val})
 		resp, err := kv.Set(ctx, &conclavev1.SetRequest{Key: []byte(reg), Value: []byte(val)})
 		if err != nil {
-			pend.Unknown()
+			unknownUnlessRefused(pend, err)
 			return
 		}
 		revs[reg] = resp.GetKv().GetModRevision()
@@ -96,13 +97,13 @@ func (w *workload) step(kv conclavev1grpc.KVServiceClient, client, seq int, rng 
 		case status.Code(err) == codes.FailedPrecondition:
 			pend.Return(chaos.Output{OK: false})
 		default:
-			pend.Unknown()
+			unknownUnlessRefused(pend, err)
 		}
 	case p < 75:
 		pend := w.rec.Call(client, chaos.Input{Op: chaos.OpDelete, Key: reg})
 		resp, err := kv.Delete(ctx, &conclavev1.DeleteRequest{Keys: [][]byte{[]byte(reg)}})
 		if err != nil {
-			pend.Unknown()
+			unknownUnlessRefused(pend, err)
 			return
 		}
 		pend.Return(chaos.Output{OK: true, Found: resp.GetDeleted() > 0, Revision: resp.GetHeader().GetRevision()})
@@ -116,7 +117,7 @@ func (w *workload) step(kv conclavev1grpc.KVServiceClient, client, seq int, rng 
 		pend := w.rec.Call(client, chaos.Input{Op: chaos.OpIncrement, Key: ctr, Delta: delta})
 		resp, err := kv.Increment(ctx, &conclavev1.IncrementRequest{Key: []byte(ctr), Delta: delta})
 		if err != nil {
-			pend.Unknown()
+			unknownUnlessRefused(pend, err)
 			return
 		}
 		pend.Return(chaos.Output{OK: true, Counter: resp.GetValue(), Revision: resp.GetKv().GetModRevision()})
@@ -128,6 +129,22 @@ func (w *workload) step(kv conclavev1grpc.KVServiceClient, client, seq int, rng 
 			w.mu.Unlock()
 		}
 	}
+}
+
+// unknownUnlessRefused records a failed write as of unknown outcome, unless the server
+// said it never reached the log (no leader, or a node that was not the leader refused it
+// before proposing): then it is left out of the history.
+func unknownUnlessRefused(pend *chaos.Pending, err error) {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			switch info.GetReason() {
+			case "NO_LEADER", "NOT_LEADER", "NOT_READY":
+				pend.Discard()
+				return
+			}
+		}
+	}
+	pend.Unknown()
 }
 
 // get records a read and reports whether it succeeded; a read that failed changed
