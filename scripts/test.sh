@@ -3,7 +3,7 @@
 #
 #   scripts/test.sh                  gofmt, go vet, buf lint + generated-code freshness, go test -race
 #   then a 60 s seeded chaos run (scripts/chaos.sh; CONCLAVE_CHAOS_DURATION=0 skips it)
-#   CONCLAVE_FUZZ=1 scripts/test.sh  also fuzzes fsm's FuzzApply for 20 s
+#   CONCLAVE_FUZZ=1 scripts/test.sh  also runs every fuzz target for 10 s (scripts/fuzz.sh)
 #
 # Stops at the first failing step and exits non-zero. CI runs it through .ci/run.
 set -euo pipefail
@@ -52,10 +52,8 @@ if [[ ${CONCLAVE_CHAOS_DURATION:-60s} != 0 ]]; then
 fi
 
 if [[ ${CONCLAVE_FUZZ:-0} == 1 ]]; then
-  banner "go test -run '^\$' -fuzz=FuzzApply -fuzztime=20s ./fsm"
-  go test -run '^$' -fuzz=FuzzApply -fuzztime=20s ./fsm
-else
-  printf '\n(fuzzing skipped; CONCLAVE_FUZZ=1 runs FuzzApply for 20 s)\n'
+  banner "scripts/fuzz.sh 10 (every fuzz target, 10 s each)"
+  scripts/fuzz.sh 10
 fi
 
 step=""

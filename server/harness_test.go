@@ -34,7 +34,14 @@ func newTestServer(t *testing.T) *testServer {
 
 func newTestServerWith(t *testing.T, node *localNode, cfg Config) *testServer {
 	t.Helper()
-	srv := New(cfg, node, zaptest.NewLogger(t))
+	return serveTest(t, New(cfg, node, zaptest.NewLogger(t)), node)
+}
+
+// serveTest serves srv (built on node) on a bufconn listener and connects a client to it.
+// tb's cleanup closes the client and shuts the server down; a *testing.F may own it, so
+// a fuzz target can keep one server for all its inputs.
+func serveTest(tb testing.TB, srv *Server, node *localNode) *testServer {
+	tb.Helper()
 	lis := bufconn.Listen(1 << 20)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
@@ -43,15 +50,15 @@ func newTestServerWith(t *testing.T, node *localNode, cfg Config) *testServer {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 	)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		conn.Close()
 		if err := srv.Shutdown(context.Background()); err != nil {
-			t.Errorf("Shutdown: %v", err)
+			tb.Errorf("Shutdown: %v", err)
 		}
 		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
+			tb.Errorf("Serve: %v", err)
 		}
 	})
 	return &testServer{

@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net"
+	"strconv"
+	"strings"
 
 	"github.com/conclave-dev/conclave/fsm"
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
@@ -254,9 +256,19 @@ func checkMemberID(field, id string, required bool) error {
 	return nil
 }
 
+// MaxAddressBytes is the longest host:port Join accepts.
+const MaxAddressBytes = 256
+
 func checkHostPort(field, addr string) error {
-	if _, _, err := net.SplitHostPort(addr); err != nil || addr == "" {
-		return invalid(field, "must be host:port, got %q", addr)
+	if len(addr) > MaxAddressBytes {
+		return invalid(field, "must be at most %d bytes, got %d", MaxAddressBytes, len(addr))
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || strings.TrimSpace(host) != host || host == "" {
+		return invalid(field, "must be host:port with a non-empty host, got %q", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return invalid(field, "port must be a number from 1 to 65535, got %q", port)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/conclave-dev/conclave/fsm"
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 )
 
@@ -293,4 +295,16 @@ func TestValidate_RequestSize(t *testing.T) {
 		t.Fatal("oversized request reached node.Apply")
 	}
 	assertEmpty(t, ts)
+}
+
+func TestValidate_JoinAddresses(t *testing.T) {
+	for _, addr := range []string{":", "h:", ":7000", "h:notaport", "h:99999", "h:0", "h:-1", " :\t", strings.Repeat("h", 300) + ":1"} {
+		err := validateJoin(&conclavev1.JoinRequest{Id: "n2", RaftAddress: addr, GrpcAddress: "127.0.0.1:7002"})
+		if !errors.Is(err, fsm.ErrInvalidArgument) {
+			t.Errorf("raft_address %q: %v, want invalid", addr, err)
+		}
+	}
+	if err := validateJoin(&conclavev1.JoinRequest{Id: "n2", RaftAddress: "127.0.0.1:7102", GrpcAddress: "localhost:7002"}); err != nil {
+		t.Errorf("valid addresses refused: %v", err)
+	}
 }
