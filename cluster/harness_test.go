@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/conclave-dev/conclave/cluster"
+	"github.com/conclave-dev/conclave/cluster/chaos"
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
@@ -30,14 +31,14 @@ type testCluster struct {
 	nodes []*testNode
 }
 
+// freeAddr picks a port below the ephemeral range, so a stopped node restarts on it.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := chaos.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 func testConfig(t *testing.T, id string) cluster.Config {

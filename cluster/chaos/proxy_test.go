@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -273,4 +274,21 @@ func TestNet_PartitionRejectsUnknownNode(t *testing.T) {
 		}
 	}()
 	n.Partition([]string{"a"}, []string{"z"})
+}
+
+func TestFreeAddr_BelowEphemeralRange(t *testing.T) {
+	addr, err := FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(port)
+	if n < 10000 || (ephemeralLow() > 11000 && n >= ephemeralLow()) {
+		t.Fatalf("port %d outside 10000..%d", n, ephemeralLow())
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("FreeAddr gave %s, which cannot be bound: %v", addr, err)
+	}
+	l.Close()
 }

@@ -78,12 +78,11 @@ func newChaosCluster(bin, dir string) (*chaosCluster, error) {
 }
 
 func freeLoopbackAddr() string {
-	l, err := netListen()
+	addr, err := chaos.FreeAddr()
 	if err != nil {
 		panic(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 func (c *chaosCluster) start(n *chaosNode) error {

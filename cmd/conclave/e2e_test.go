@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/conclave-dev/conclave/client"
+	"github.com/conclave-dev/conclave/cluster/chaos"
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 )
 
@@ -47,14 +47,14 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
+// freePort picks a port below the ephemeral range, so a killed node restarts on it.
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := chaos.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 func startE2ECluster(t *testing.T) *e2eCluster {
