@@ -119,19 +119,13 @@ func (m *Machine) dispatch(index uint64, now int64, cmd *fsmv1.Command) *fsmv1.R
 	case *fsmv1.Command_ExpireDue:
 		m.expireDue(now, int(op.ExpireDue.GetLimit()))
 	case *fsmv1.Command_Set:
-		var v *fsmv1.Result_Set
-		v, err = m.set(m.st, index, now, op.Set)
-		res.Value = v
+		res.Value, err = m.set(m.st, index, now, op.Set)
 	case *fsmv1.Command_MultiSet:
 		res.Value, err = m.multiSet(index, now, op.MultiSet)
 	case *fsmv1.Command_Delete:
-		var v *fsmv1.Result_Delete
-		v, err = m.delete(m.st, now, op.Delete)
-		res.Value = v
+		res.Value, err = m.delete(m.st, now, op.Delete)
 	case *fsmv1.Command_Increment:
-		var v *fsmv1.Result_Increment
-		v, err = m.increment(m.st, index, now, op.Increment)
-		res.Value = v
+		res.Value, err = m.increment(m.st, index, now, op.Increment)
 	case *fsmv1.Command_Expire:
 		res.Value, err = m.expire(index, now, op.Expire)
 	case *fsmv1.Command_Txn:
@@ -142,6 +136,7 @@ func (m *Machine) dispatch(index uint64, now int64, cmd *fsmv1.Command) *fsmv1.R
 		panic(fmt.Sprintf("fsm: unknown command %T at index %d", op, index))
 	}
 	if err != nil {
+		// A failed operation's value (a typed nil) is dropped with res.
 		return &fsmv1.Result{Error: err.Proto()}
 	}
 	return res
