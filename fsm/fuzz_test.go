@@ -18,7 +18,8 @@ const fuzzIndex = 100
 
 // fuzzBase is the machine every fuzzed command is applied to: a leader term, members,
 // live keys with and without TTL, an integer, MaxInt64, an expired key not yet deleted,
-// and two remembered request ids ("r1" succeeded, "r2" failed).
+// two remembered request ids ("r1" succeeded, "r2" failed), and session 11 of owner "u1"
+// with the key "s" attached.
 func fuzzBase() *fsm.Machine {
 	m := fsm.New()
 	cmds := []*fsmv1.Command{
@@ -32,6 +33,8 @@ func fuzzBase() *fsm.Machine {
 		cmd(t0, incr("ctr", 1)),
 		cmd(t0, &conclavev1.SetRequest{Key: []byte("a"), IfAbsent: true}),
 		cmd(t0+s, nil),
+		cmd(t0+s, &fsmv1.SessionCreate{Owner: "u1", TtlMs: 10_000, Attributes: []*fsmv1.Attribute{{Name: "app", Value: []byte("web")}}}),
+		cmd(t0+s, &conclavev1.SetRequest{Key: []byte("s"), Value: []byte("1"), SessionId: 11}),
 	}
 	cmds[7].RequestId = "r1"
 	cmds[8].RequestId = "r2"
@@ -78,6 +81,13 @@ func fuzzSeeds() []*fsmv1.Command {
 		withID(cmd(t0+2*s, set("a", "3")), "r2"),
 		withID(cmd(t0+fsm.DedupWindow+s, incr("ctr", 1)), "r1"),
 		withID(cmd(t0+2*s, set("", "3")), "r3"),
+		cmd(t0+2*s, &fsmv1.SessionCreate{Owner: "u2", TtlMs: 1000, Attributes: []*fsmv1.Attribute{{Name: "a"}, {Name: "a"}}}),
+		cmd(t0+2*s, &fsmv1.SessionRevoke{Id: 11}),
+		cmd(t0+2*s, &fsmv1.SessionRevokeByOwner{Owner: "u1"}),
+		cmd(t0+2*s, &fsmv1.SessionSetAttributes{Id: 11, Set: []*fsmv1.Attribute{{Name: "x"}}, Delete: []string{"app"}}),
+		cmd(t0+2*s, &fsmv1.SessionExpire{Ids: []uint64{11, 12, 11}}),
+		cmd(t0+2*s, &conclavev1.SetRequest{Key: []byte("a"), Value: []byte("2"), SessionId: 11}),
+		cmd(t0+2*s, incr("s", 1)),
 	}
 }
 
@@ -157,6 +167,20 @@ func FuzzApply(f *testing.F) {
 				}
 				if ttl, found := v.TTL(e.GetKey()); !found || ttl == 0 || ttl < -1 {
 					t.Fatalf("TTL(%q) = %d, %v for a live key", e.GetKey(), ttl, found)
+				}
+			}
+			sessions, more := v.SessionsByOwner("", 0, -1)
+			if more || len(sessions) != v.SessionCount() {
+				t.Fatalf("SessionsByOwner lists %d sessions (more %v), SessionCount = %d", len(sessions), more, v.SessionCount())
+			}
+			for _, ss := range sessions {
+				if ss.GetTtlMs() <= 0 || ss.GetMaxLifetimeMs() < 0 || ss.GetAttributesRevision() < ss.GetId() {
+					t.Fatalf("malformed session %v", ss)
+				}
+				for i, a := range ss.GetAttributes() {
+					if a.GetName() == "" || (i > 0 && ss.GetAttributes()[i-1].GetName() >= a.GetName()) {
+						t.Fatalf("session %d attributes not sorted, distinct and named: %v", ss.GetId(), ss.GetAttributes())
+					}
 				}
 			}
 		})

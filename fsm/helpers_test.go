@@ -47,6 +47,16 @@ func cmd(now int64, op proto.Message) *fsmv1.Command {
 		c.Op = &fsmv1.Command_MemberPut{MemberPut: o}
 	case *fsmv1.MemberRemove:
 		c.Op = &fsmv1.Command_MemberRemove{MemberRemove: o}
+	case *fsmv1.SessionCreate:
+		c.Op = &fsmv1.Command_SessionCreate{SessionCreate: o}
+	case *fsmv1.SessionRevoke:
+		c.Op = &fsmv1.Command_SessionRevoke{SessionRevoke: o}
+	case *fsmv1.SessionRevokeByOwner:
+		c.Op = &fsmv1.Command_SessionRevokeByOwner{SessionRevokeByOwner: o}
+	case *fsmv1.SessionSetAttributes:
+		c.Op = &fsmv1.Command_SessionSetAttributes{SessionSetAttributes: o}
+	case *fsmv1.SessionExpire:
+		c.Op = &fsmv1.Command_SessionExpire{SessionExpire: o}
 	default:
 		panic(fmt.Sprintf("cmd: unsupported op %T", op))
 	}
@@ -143,7 +153,8 @@ func wantKV(t *testing.T, m *fsm.Machine, now int64, key string, want *conclavev
 }
 
 // dump renders everything a reader can observe at time at, plus the stored key count
-// and the next deadline (which include expired keys not yet deleted).
+// and the next deadline (which include expired keys not yet deleted), and every session
+// with its attributes and attached keys.
 func dump(m *fsm.Machine, at int64) string {
 	var b strings.Builder
 	m.Read(at, func(v *fsm.View) {
@@ -157,6 +168,16 @@ func dump(m *fsm.Machine, at int64) string {
 		fmt.Fprintf(&b, "next-deadline=%d,%v\n", d, ok)
 		for _, mem := range v.Members() {
 			fmt.Fprintf(&b, "member %q %q %q\n", mem.GetId(), mem.GetRaftAddress(), mem.GetGrpcAddress())
+		}
+		sessions, _ := v.SessionsByOwner("", 0, -1)
+		fmt.Fprintf(&b, "sessions=%d\n", v.SessionCount())
+		for _, ss := range sessions {
+			_, keys, _ := v.Session(ss.GetId())
+			fmt.Fprintf(&b, "session %d owner=%q ttl=%d created=%d max=%d attrs-rev=%d keys=%q\n", ss.GetId(), ss.GetOwner(),
+				ss.GetTtlMs(), ss.GetCreatedAtUnixNano(), ss.GetMaxLifetimeMs(), ss.GetAttributesRevision(), keys)
+			for _, a := range ss.GetAttributes() {
+				fmt.Fprintf(&b, "  attr %q=%q\n", a.GetName(), a.GetValue())
+			}
 		}
 	})
 	fmt.Fprintf(&b, "leader-start-term=%d\n", m.LeaderStartTerm())

@@ -16,19 +16,31 @@ func deadlineAfter(now, ttlMs int64) int64 {
 	return now + ttlMs*1_000_000
 }
 
+// writeOpts says how a write treats the deadline and session of the live entry it
+// replaces.
+type writeOpts struct {
+	ttlMs       int64  // > 0 sets a new deadline
+	keepTTL     bool   // otherwise keep the old deadline
+	session     uint64 // attach the key to this session (0: none)
+	keepSession bool   // keep the old attachment instead
+}
+
 // write stores value at key with revision index, keeping create revision and version
-// history when the key is live. ttlMs > 0 sets a new deadline; keepTTL keeps the old one.
-func write(s *state, index uint64, now int64, key string, value []byte, ttlMs int64, keepTTL bool) *entry {
-	e := &entry{key: key, value: value, createRev: index, modRev: index, version: 1}
+// history when the key is live.
+func write(s *state, index uint64, now int64, key string, value []byte, o writeOpts) *entry {
+	e := &entry{key: key, value: value, createRev: index, modRev: index, version: 1, session: o.session}
 	if old, ok := s.getLive(key, now); ok {
 		e.createRev = old.createRev
 		e.version = old.version + 1
-		if keepTTL {
+		if o.keepTTL {
 			e.expiresAt = old.expiresAt
 		}
+		if o.keepSession {
+			e.session = old.session
+		}
 	}
-	if ttlMs > 0 {
-		e.expiresAt = deadlineAfter(now, ttlMs)
+	if o.ttlMs > 0 {
+		e.expiresAt = deadlineAfter(now, o.ttlMs)
 	}
 	s.put(e)
 	return e
@@ -42,6 +54,11 @@ func (m *Machine) set(s *state, index uint64, now int64, req *conclavev1.SetRequ
 	if req.GetTtlMs() < 0 {
 		return nil, errInvalid(key, "ttl_ms must not be negative")
 	}
+	if id := req.GetSessionId(); id != 0 {
+		if _, ok := s.sessions.Get(&session{id: id}); !ok {
+			return nil, newError(fsmv1.ErrorCode_ERROR_CODE_NOT_FOUND, key, "session %d does not exist", id)
+		}
+	}
 	old, exists := s.getLive(string(key), now)
 	switch {
 	case req.GetIfAbsent() && exists:
@@ -51,7 +68,7 @@ func (m *Machine) set(s *state, index uint64, now int64, req *conclavev1.SetRequ
 	case req.IfRevision != nil && modRevision(old, exists) != req.GetIfRevision():
 		return nil, errCondition(key, "if_revision: mod_revision is %d, not %d", modRevision(old, exists), req.GetIfRevision())
 	}
-	e := write(s, index, now, string(key), req.GetValue(), req.GetTtlMs(), req.GetKeepTtl())
+	e := write(s, index, now, string(key), req.GetValue(), writeOpts{ttlMs: req.GetTtlMs(), keepTTL: req.GetKeepTtl(), session: req.GetSessionId()})
 	resp := &conclavev1.SetResponse{Kv: e.toProto(now, false)}
 	if req.GetReturnPrevious() && exists {
 		resp.Prev = old.toProto(now, true)
@@ -76,7 +93,7 @@ func (m *Machine) multiSet(index uint64, now int64, req *conclavev1.MultiSetRequ
 		}
 	}
 	for _, in := range req.GetEntries() {
-		write(m.st, index, now, string(in.GetKey()), in.GetValue(), in.GetTtlMs(), false)
+		write(m.st, index, now, string(in.GetKey()), in.GetValue(), writeOpts{ttlMs: in.GetTtlMs()})
 	}
 	return &fsmv1.Result_MultiSet{MultiSet: &conclavev1.MultiSetResponse{}}, nil
 }
@@ -128,7 +145,7 @@ func (m *Machine) increment(s *state, index uint64, now int64, req *conclavev1.I
 		return nil, newError(fsmv1.ErrorCode_ERROR_CODE_OUT_OF_RANGE, key, "increment by %d would overflow int64", d)
 	}
 	next := cur + d
-	e := write(s, index, now, string(key), strconv.AppendInt(nil, next, 10), ttl, true)
+	e := write(s, index, now, string(key), strconv.AppendInt(nil, next, 10), writeOpts{ttlMs: ttl, keepTTL: true, keepSession: true})
 	return &fsmv1.Result_Increment{Increment: &conclavev1.IncrementResponse{Value: next, Kv: e.toProto(now, true)}}, nil
 }
 
@@ -170,7 +187,7 @@ func (m *Machine) expire(index uint64, now int64, req *conclavev1.ExpireRequest)
 			return nil, errCondition(key, "LT: new TTL is not less than the current one")
 		}
 	}
-	e := &entry{key: old.key, value: old.value, createRev: old.createRev, modRev: index, version: old.version + 1, expiresAt: next}
+	e := &entry{key: old.key, value: old.value, createRev: old.createRev, modRev: index, version: old.version + 1, expiresAt: next, session: old.session}
 	m.st.put(e)
 	return &fsmv1.Result_Expire{Expire: &conclavev1.ExpireResponse{Kv: e.toProto(now, false)}}, nil
 }

@@ -130,6 +130,16 @@ func (m *Machine) dispatch(index uint64, now int64, cmd *fsmv1.Command) *fsmv1.R
 		res.Value, err = m.expire(index, now, op.Expire)
 	case *fsmv1.Command_Txn:
 		res.Value, err = m.txn(index, now, op.Txn)
+	case *fsmv1.Command_SessionCreate:
+		res.Value, err = m.sessionCreate(index, now, op.SessionCreate)
+	case *fsmv1.Command_SessionRevoke:
+		res.Value, err = m.sessionRevoke(now, op.SessionRevoke)
+	case *fsmv1.Command_SessionRevokeByOwner:
+		res.Value = m.sessionRevokeByOwner(now, op.SessionRevokeByOwner)
+	case *fsmv1.Command_SessionSetAttributes:
+		res.Value, err = m.sessionSetAttributes(index, op.SessionSetAttributes)
+	case *fsmv1.Command_SessionExpire:
+		res.Value = m.sessionExpire(now, op.SessionExpire)
 	case nil:
 		// An empty command only advances the clock.
 	default:

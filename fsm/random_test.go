@@ -59,6 +59,9 @@ func opKind(c *fsmv1.Command) string {
 	if c.GetOp() == nil {
 		return "empty"
 	}
+	if c.GetSet().GetSessionId() != 0 {
+		return "SetInSession"
+	}
 	return fmt.Sprintf("%T", c.GetOp())[len("*fsmv1.Command_"):]
 }
 
@@ -66,10 +69,11 @@ func opKind(c *fsmv1.Command) string {
 // that sometimes go backwards or jump past the dedup window, repeated request ids, and
 // conditions that refer to recent revisions so that they sometimes hold.
 type gen struct {
-	r     *rand.Rand
-	index uint64
-	now   int64
-	ids   []string
+	r        *rand.Rand
+	index    uint64
+	now      int64
+	ids      []string
+	sessions []uint64 // indexes of valid SessionCreate commands (retried ones never existed)
 }
 
 func genLog(seed uint64, n int) []logEntry {
@@ -163,6 +167,10 @@ func (g *gen) command() *fsmv1.Command {
 			g.ids = append(g.ids, c.RequestId)
 		}
 	}
+	if g.r.IntN(100) < 14 {
+		g.session(c)
+		return c
+	}
 	switch w := g.r.IntN(100); {
 	case w < 22:
 		c.Op = &fsmv1.Command_Set{Set: g.set()}
@@ -215,10 +223,69 @@ func (g *gen) member() *fsmv1.Member {
 }
 
 func (g *gen) set() *conclavev1.SetRequest {
-	return &conclavev1.SetRequest{
+	req := &conclavev1.SetRequest{
 		Key: []byte(g.key()), Value: g.value(), TtlMs: g.ttl(),
 		IfAbsent: g.r.IntN(8) == 0, IfPresent: g.r.IntN(8) == 0, IfRevision: g.revision(),
 		KeepTtl: g.r.IntN(4) == 0, ReturnPrevious: g.r.IntN(2) == 0,
+	}
+	if g.r.IntN(3) == 0 {
+		req.SessionId = g.sessionID()
+	}
+	return req
+}
+
+// sessionID is mostly a recently created session (which may since have ended), sometimes
+// an id that was never a session.
+func (g *gen) sessionID() uint64 {
+	if len(g.sessions) > 0 && g.r.IntN(5) != 0 {
+		recent := g.sessions[max(0, len(g.sessions)-8):]
+		return recent[g.r.IntN(len(recent))]
+	}
+	return g.index + 1 + uint64(g.r.IntN(3)) // a future index: never a session yet
+}
+
+func (g *gen) owner() string { return "o" + strconv.Itoa(g.r.IntN(3)) }
+
+func (g *gen) attributes() []*fsmv1.Attribute {
+	var out []*fsmv1.Attribute
+	for range g.r.IntN(3) {
+		out = append(out, &fsmv1.Attribute{Name: string(rune('a' + g.r.IntN(4))), Value: g.value()})
+	}
+	return out // sometimes a repeated name: invalid
+}
+
+// session makes c one of the five session commands.
+func (g *gen) session(c *fsmv1.Command) {
+	switch w := g.r.IntN(100); {
+	case w < 35:
+		op := &fsmv1.SessionCreate{Owner: g.owner(), TtlMs: 1 + g.r.Int64N(10_000), Attributes: g.attributes()}
+		if g.r.IntN(4) == 0 {
+			op.MaxLifetimeMs = g.r.Int64N(60_000)
+		}
+		switch g.r.IntN(20) {
+		case 0:
+			op.TtlMs = -g.r.Int64N(2) // invalid
+		case 1:
+			op.MaxLifetimeMs = -1 // invalid
+		}
+		g.sessions = append(g.sessions, g.index)
+		c.Op = &fsmv1.Command_SessionCreate{SessionCreate: op}
+	case w < 55:
+		c.Op = &fsmv1.Command_SessionRevoke{SessionRevoke: &fsmv1.SessionRevoke{Id: g.sessionID()}}
+	case w < 62:
+		c.Op = &fsmv1.Command_SessionRevokeByOwner{SessionRevokeByOwner: &fsmv1.SessionRevokeByOwner{Owner: g.owner()}}
+	case w < 85:
+		op := &fsmv1.SessionSetAttributes{Id: g.sessionID(), Set: g.attributes()}
+		for range g.r.IntN(3) {
+			op.Delete = append(op.Delete, string(rune('a'+g.r.IntN(5))))
+		}
+		c.Op = &fsmv1.Command_SessionSetAttributes{SessionSetAttributes: op}
+	default:
+		op := &fsmv1.SessionExpire{}
+		for range g.r.IntN(4) {
+			op.Ids = append(op.Ids, g.sessionID())
+		}
+		c.Op = &fsmv1.Command_SessionExpire{SessionExpire: op}
 	}
 }
 
@@ -365,12 +432,13 @@ func TestRandom_Replicas(t *testing.T) {
 	}
 
 	t.Logf("final snapshot %d bytes, clock %+dms", len(final), (a.Clock()-t0)/ms)
-	for _, k := range []string{"Set", "MultiSet", "Delete", "Increment", "Expire", "Txn", "ExpireDue", "LeaderStart", "MemberPut", "MemberRemove", "empty"} {
+	for _, k := range []string{"Set", "MultiSet", "Delete", "Increment", "Expire", "Txn", "ExpireDue", "LeaderStart", "MemberPut", "MemberRemove", "empty", "SetInSession",
+		"SessionCreate", "SessionRevoke", "SessionRevokeByOwner", "SessionSetAttributes", "SessionExpire"} {
 		c := stats[k]
 		if c == nil {
 			c = &counts{}
 		}
-		t.Logf("%-12s ok %4d  failed %4d  retried %4d", k, c.ok, c.failed, c.retried)
+		t.Logf("%-20s ok %4d  failed %4d  retried %4d", k, c.ok, c.failed, c.retried)
 		if c.ok == 0 {
 			t.Errorf("the log never applied %s successfully: the generator is too weak", k)
 		}

@@ -19,7 +19,8 @@ import (
 //
 //	magic "CNCLSNAP" | uint32 big-endian format version
 //	uvarint length | SnapshotMeta
-//	(uvarint length | SnapshotRecord)*   entries by key, members by id, dedup by age
+//	(uvarint length | SnapshotRecord)*   entries by key, members by id, sessions by id,
+//	                                     dedup by age
 //	uvarint 0 | uint32 big-endian CRC-32C of every byte before it
 //
 // Records are marshalled deterministically, so equal states give equal bytes.
@@ -68,12 +69,16 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	s.st.entries.Scan(func(e *entry) bool {
 		sw.record(&fsmv1.SnapshotRecord{Record: &fsmv1.SnapshotRecord_Entry{Entry: &fsmv1.Entry{
 			Key: []byte(e.key), Value: e.value, CreateRevision: e.createRev, ModRevision: e.modRev,
-			Version: e.version, ExpiresAtUnixNano: e.expiresAt,
+			Version: e.version, ExpiresAtUnixNano: e.expiresAt, SessionId: e.session,
 		}}})
 		return sw.err == nil
 	})
 	s.st.members.Scan(func(m *fsmv1.Member) bool {
 		sw.record(&fsmv1.SnapshotRecord{Record: &fsmv1.SnapshotRecord_Member{Member: m}})
+		return sw.err == nil
+	})
+	s.st.sessions.Scan(func(ss *session) bool {
+		sw.record(&fsmv1.SnapshotRecord{Record: &fsmv1.SnapshotRecord_Session{Session: ss.proto()}})
 		return sw.err == nil
 	})
 	s.st.dedupAges.Scan(func(a dedupAge) bool {
@@ -173,7 +178,9 @@ func readSnapshot(r io.Reader) (*state, *fsmv1.SnapshotMeta, error) {
 		case *fsmv1.SnapshotRecord_Entry:
 			e := x.Entry
 			st.put(&entry{key: string(e.GetKey()), value: e.GetValue(), createRev: e.GetCreateRevision(),
-				modRev: e.GetModRevision(), version: e.GetVersion(), expiresAt: e.GetExpiresAtUnixNano()})
+				modRev: e.GetModRevision(), version: e.GetVersion(), expiresAt: e.GetExpiresAtUnixNano(), session: e.GetSessionId()})
+		case *fsmv1.SnapshotRecord_Session:
+			st.addSession(sessionFromProto(x.Session))
 		case *fsmv1.SnapshotRecord_Member:
 			st.members.Set(x.Member)
 		case *fsmv1.SnapshotRecord_Dedup:

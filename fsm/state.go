@@ -17,7 +17,8 @@ type entry struct {
 	createRev uint64
 	modRev    uint64
 	version   int64
-	expiresAt int64 // unix nanoseconds; 0 means no TTL
+	expiresAt int64  // unix nanoseconds; 0 means no TTL
+	session   uint64 // the session the key is attached to; 0 means none
 }
 
 // live reports whether the entry is visible at now (its deadline has not passed).
@@ -88,27 +89,38 @@ type state struct {
 	dedup     *btree.BTreeG[*dedupRecord]
 	dedupAges *btree.BTreeG[dedupAge]
 	members   *btree.BTreeG[*fsmv1.Member]
+	sessions  *btree.BTreeG[*session]
+	// owners indexes sessions by (owner, id); sessionKeys the keys attached to each
+	// session by (session, key). Both are derived: Restore rebuilds them.
+	owners      *btree.BTreeG[ownerRef]
+	sessionKeys *btree.BTreeG[sessionKey]
 }
 
 var treeOpts = btree.Options{NoLocks: true}
 
 func newState() *state {
 	return &state{
-		entries:   btree.NewBTreeGOptions(func(a, b *entry) bool { return a.key < b.key }, treeOpts),
-		deadlines: btree.NewBTreeGOptions(deadlineLess, treeOpts),
-		dedup:     btree.NewBTreeGOptions(func(a, b *dedupRecord) bool { return a.id < b.id }, treeOpts),
-		dedupAges: btree.NewBTreeGOptions(dedupAgeLess, treeOpts),
-		members:   btree.NewBTreeGOptions(func(a, b *fsmv1.Member) bool { return a.GetId() < b.GetId() }, treeOpts),
+		entries:     btree.NewBTreeGOptions(func(a, b *entry) bool { return a.key < b.key }, treeOpts),
+		deadlines:   btree.NewBTreeGOptions(deadlineLess, treeOpts),
+		dedup:       btree.NewBTreeGOptions(func(a, b *dedupRecord) bool { return a.id < b.id }, treeOpts),
+		dedupAges:   btree.NewBTreeGOptions(dedupAgeLess, treeOpts),
+		members:     btree.NewBTreeGOptions(func(a, b *fsmv1.Member) bool { return a.GetId() < b.GetId() }, treeOpts),
+		sessions:    btree.NewBTreeGOptions(func(a, b *session) bool { return a.id < b.id }, treeOpts),
+		owners:      btree.NewBTreeGOptions(ownerRefLess, treeOpts),
+		sessionKeys: btree.NewBTreeGOptions(sessionKeyLess, treeOpts),
 	}
 }
 
 func (s *state) clone() *state {
 	return &state{
-		entries:   s.entries.Copy(),
-		deadlines: s.deadlines.Copy(),
-		dedup:     s.dedup.Copy(),
-		dedupAges: s.dedupAges.Copy(),
-		members:   s.members.Copy(),
+		entries:     s.entries.Copy(),
+		deadlines:   s.deadlines.Copy(),
+		dedup:       s.dedup.Copy(),
+		dedupAges:   s.dedupAges.Copy(),
+		members:     s.members.Copy(),
+		sessions:    s.sessions.Copy(),
+		owners:      s.owners.Copy(),
+		sessionKeys: s.sessionKeys.Copy(),
 	}
 }
 
@@ -126,23 +138,36 @@ func (s *state) getLive(key string, now int64) (*entry, bool) {
 	return e, true
 }
 
-// put stores e, replacing any entry with its key and keeping the deadline index true.
+// put stores e, replacing any entry with its key and keeping the deadline and session
+// indexes true.
 func (s *state) put(e *entry) {
-	if old, ok := s.entries.Set(e); ok && old.expiresAt != 0 {
-		s.deadlines.Delete(deadline{old.expiresAt, old.key})
+	if old, ok := s.entries.Set(e); ok {
+		s.unindex(old)
 	}
 	if e.expiresAt != 0 {
 		s.deadlines.Set(deadline{e.expiresAt, e.key})
 	}
+	if e.session != 0 {
+		s.sessionKeys.Set(sessionKey{e.session, e.key})
+	}
 }
 
-// remove deletes key and its deadline; it returns the entry removed.
+// remove deletes key and its index entries; it returns the entry removed.
 func (s *state) remove(key string) (*entry, bool) {
 	old, ok := s.entries.Delete(&entry{key: key})
-	if ok && old.expiresAt != 0 {
-		s.deadlines.Delete(deadline{old.expiresAt, old.key})
+	if ok {
+		s.unindex(old)
 	}
 	return old, ok
+}
+
+func (s *state) unindex(old *entry) {
+	if old.expiresAt != 0 {
+		s.deadlines.Delete(deadline{old.expiresAt, old.key})
+	}
+	if old.session != 0 {
+		s.sessionKeys.Delete(sessionKey{old.session, old.key})
+	}
 }
 
 // scan calls fn for each entry with the prefix whose key is after `after`, in key order,

@@ -1,13 +1,16 @@
 package fsm
 
 import (
+	"math"
+
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 )
 
 // View is a consistent read-only look at the machine, valid only inside the function
 // passed to Machine.Read. Its time is the reader's now: a key whose deadline has passed
-// is absent even before the leader's ExpireDue deletes it.
+// is absent even before the leader's ExpireDue deletes it. What its methods return may
+// share memory with the machine's state: callers read it and must not modify it.
 type View struct {
 	st       *state
 	now      int64
@@ -95,3 +98,48 @@ func (v *View) DueCount(limit int) int {
 	})
 	return n
 }
+
+// Session returns a live session and the keys attached to it, in key order.
+func (v *View) Session(id uint64) (*fsmv1.SessionRecord, []string, bool) {
+	ss, ok := v.st.sessions.Get(&session{id: id})
+	if !ok {
+		return nil, nil, false
+	}
+	var keys []string
+	v.st.sessionKeys.Ascend(sessionKey{id: id}, func(k sessionKey) bool {
+		if k.id != id {
+			return false
+		}
+		keys = append(keys, k.key)
+		return true
+	})
+	return ss.proto(), keys, true
+}
+
+// SessionsByOwner returns up to limit sessions of owner (every owner when empty) with
+// ids above after, in (owner, id) order; more says whether others remain.
+func (v *View) SessionsByOwner(owner string, after uint64, limit int) (out []*fsmv1.SessionRecord, more bool) {
+	if after == math.MaxUint64 {
+		return nil, false
+	}
+	collect := func(id uint64) bool {
+		if len(out) == limit {
+			more = true
+			return false
+		}
+		ss, _ := v.st.sessions.Get(&session{id: id})
+		out = append(out, ss.proto())
+		return true
+	}
+	if owner == "" {
+		v.st.sessions.Ascend(&session{id: after + 1}, func(ss *session) bool { return collect(ss.id) })
+		return out, more
+	}
+	v.st.owners.Ascend(ownerRef{owner: owner, id: after + 1}, func(r ownerRef) bool {
+		return r.owner == owner && collect(r.id)
+	})
+	return out, more
+}
+
+// SessionCount is the number of live sessions.
+func (v *View) SessionCount() int { return v.st.sessions.Len() }

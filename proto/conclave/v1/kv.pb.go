@@ -522,7 +522,9 @@ type SetRequest struct {
 	// return_previous returns the value replaced.
 	ReturnPrevious bool `protobuf:"varint,8,opt,name=return_previous,json=returnPrevious,proto3" json:"return_previous,omitempty"`
 	// request_id makes retries idempotent: a known id returns the first result.
-	RequestId     string `protobuf:"bytes,9,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,9,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// session_id attaches the key to a session: the key is deleted when the session ends.
+	SessionId     uint64 `protobuf:"varint,10,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -618,6 +620,13 @@ func (x *SetRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *SetRequest) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
 }
 
 type SetResponse struct {
@@ -1985,7 +1994,7 @@ const file_conclave_v1_kv_proto_rawDesc = "" +
 	"\x02kv\x18\x03 \x01(\v2\x15.conclave.v1.KeyValueR\x02kv\"~\n" +
 	"\x10MultiGetResponse\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.conclave.v1.ResponseHeaderR\x06header\x125\n" +
-	"\aresults\x18\x02 \x03(\v2\x1b.conclave.v1.KeyValueResultR\aresults\"\xa0\x02\n" +
+	"\aresults\x18\x02 \x03(\v2\x1b.conclave.v1.KeyValueResultR\aresults\"\xbf\x02\n" +
 	"\n" +
 	"SetRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
@@ -1999,7 +2008,10 @@ const file_conclave_v1_kv_proto_rawDesc = "" +
 	"\bkeep_ttl\x18\a \x01(\bR\akeepTtl\x12'\n" +
 	"\x0freturn_previous\x18\b \x01(\bR\x0ereturnPrevious\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\t \x01(\tR\trequestIdB\x0e\n" +
+	"request_id\x18\t \x01(\tR\trequestId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\n" +
+	" \x01(\x04R\tsessionIdB\x0e\n" +
 	"\f_if_revision\"\x94\x01\n" +
 	"\vSetResponse\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.conclave.v1.ResponseHeaderR\x06header\x12%\n" +

@@ -104,6 +104,11 @@ type Command struct {
 	//	*Command_ExpireDue
 	//	*Command_MemberPut
 	//	*Command_MemberRemove
+	//	*Command_SessionCreate
+	//	*Command_SessionRevoke
+	//	*Command_SessionRevokeByOwner
+	//	*Command_SessionSetAttributes
+	//	*Command_SessionExpire
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -250,6 +255,51 @@ func (x *Command) GetMemberRemove() *MemberRemove {
 	return nil
 }
 
+func (x *Command) GetSessionCreate() *SessionCreate {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SessionCreate); ok {
+			return x.SessionCreate
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSessionRevoke() *SessionRevoke {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SessionRevoke); ok {
+			return x.SessionRevoke
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSessionRevokeByOwner() *SessionRevokeByOwner {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SessionRevokeByOwner); ok {
+			return x.SessionRevokeByOwner
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSessionSetAttributes() *SessionSetAttributes {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SessionSetAttributes); ok {
+			return x.SessionSetAttributes
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSessionExpire() *SessionExpire {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SessionExpire); ok {
+			return x.SessionExpire
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -294,6 +344,26 @@ type Command_MemberRemove struct {
 	MemberRemove *MemberRemove `protobuf:"bytes,19,opt,name=member_remove,json=memberRemove,proto3,oneof"`
 }
 
+type Command_SessionCreate struct {
+	SessionCreate *SessionCreate `protobuf:"bytes,20,opt,name=session_create,json=sessionCreate,proto3,oneof"`
+}
+
+type Command_SessionRevoke struct {
+	SessionRevoke *SessionRevoke `protobuf:"bytes,21,opt,name=session_revoke,json=sessionRevoke,proto3,oneof"`
+}
+
+type Command_SessionRevokeByOwner struct {
+	SessionRevokeByOwner *SessionRevokeByOwner `protobuf:"bytes,22,opt,name=session_revoke_by_owner,json=sessionRevokeByOwner,proto3,oneof"`
+}
+
+type Command_SessionSetAttributes struct {
+	SessionSetAttributes *SessionSetAttributes `protobuf:"bytes,23,opt,name=session_set_attributes,json=sessionSetAttributes,proto3,oneof"`
+}
+
+type Command_SessionExpire struct {
+	SessionExpire *SessionExpire `protobuf:"bytes,24,opt,name=session_expire,json=sessionExpire,proto3,oneof"`
+}
+
 func (*Command_LeaderStart) isCommand_Op() {}
 
 func (*Command_Set) isCommand_Op() {}
@@ -314,6 +384,401 @@ func (*Command_MemberPut) isCommand_Op() {}
 
 func (*Command_MemberRemove) isCommand_Op() {}
 
+func (*Command_SessionCreate) isCommand_Op() {}
+
+func (*Command_SessionRevoke) isCommand_Op() {}
+
+func (*Command_SessionRevokeByOwner) isCommand_Op() {}
+
+func (*Command_SessionSetAttributes) isCommand_Op() {}
+
+func (*Command_SessionExpire) isCommand_Op() {}
+
+// Attribute is one field of a session's attributes.
+type Attribute struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Attribute) Reset() {
+	*x = Attribute{}
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Attribute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Attribute) ProtoMessage() {}
+
+func (x *Attribute) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Attribute.ProtoReflect.Descriptor instead.
+func (*Attribute) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Attribute) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Attribute) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+// SessionCreate starts a session. Its id is the raft index of this entry. The server
+// clamps ttl_ms before proposing; the machine stores what it is given.
+type SessionCreate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Owner string                 `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	TtlMs int64                  `protobuf:"varint,2,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// max_lifetime_ms bounds the session's life however often it is kept alive; 0 = none.
+	MaxLifetimeMs int64        `protobuf:"varint,3,opt,name=max_lifetime_ms,json=maxLifetimeMs,proto3" json:"max_lifetime_ms,omitempty"`
+	Attributes    []*Attribute `protobuf:"bytes,4,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionCreate) Reset() {
+	*x = SessionCreate{}
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionCreate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionCreate) ProtoMessage() {}
+
+func (x *SessionCreate) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionCreate.ProtoReflect.Descriptor instead.
+func (*SessionCreate) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SessionCreate) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *SessionCreate) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *SessionCreate) GetMaxLifetimeMs() int64 {
+	if x != nil {
+		return x.MaxLifetimeMs
+	}
+	return 0
+}
+
+func (x *SessionCreate) GetAttributes() []*Attribute {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+// SessionRevoke ends one session: its attached keys are deleted in the same entry.
+type SessionRevoke struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionRevoke) Reset() {
+	*x = SessionRevoke{}
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionRevoke) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionRevoke) ProtoMessage() {}
+
+func (x *SessionRevoke) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionRevoke.ProtoReflect.Descriptor instead.
+func (*SessionRevoke) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SessionRevoke) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+// SessionRevokeByOwner ends every session of an owner ("log out everywhere").
+type SessionRevokeByOwner struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Owner         string                 `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionRevokeByOwner) Reset() {
+	*x = SessionRevokeByOwner{}
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionRevokeByOwner) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionRevokeByOwner) ProtoMessage() {}
+
+func (x *SessionRevokeByOwner) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionRevokeByOwner.ProtoReflect.Descriptor instead.
+func (*SessionRevokeByOwner) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SessionRevokeByOwner) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+// SessionSetAttributes sets and deletes attributes of a session atomically.
+type SessionSetAttributes struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Set           []*Attribute           `protobuf:"bytes,2,rep,name=set,proto3" json:"set,omitempty"`
+	Delete        []string               `protobuf:"bytes,3,rep,name=delete,proto3" json:"delete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionSetAttributes) Reset() {
+	*x = SessionSetAttributes{}
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionSetAttributes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionSetAttributes) ProtoMessage() {}
+
+func (x *SessionSetAttributes) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionSetAttributes.ProtoReflect.Descriptor instead.
+func (*SessionSetAttributes) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SessionSetAttributes) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *SessionSetAttributes) GetSet() []*Attribute {
+	if x != nil {
+		return x.Set
+	}
+	return nil
+}
+
+func (x *SessionSetAttributes) GetDelete() []string {
+	if x != nil {
+		return x.Delete
+	}
+	return nil
+}
+
+// SessionExpire is proposed by the leader for sessions whose keep-alive deadline or
+// lifetime passed; sessions already gone are skipped.
+type SessionExpire struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []uint64               `protobuf:"varint,1,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionExpire) Reset() {
+	*x = SessionExpire{}
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionExpire) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionExpire) ProtoMessage() {}
+
+func (x *SessionExpire) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionExpire.ProtoReflect.Descriptor instead.
+func (*SessionExpire) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SessionExpire) GetIds() []uint64 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+// SessionResult is what a session command returns.
+type SessionResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id of the session created or changed.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// ended counts the sessions a revoke or expiry ended.
+	Ended int64 `protobuf:"varint,2,opt,name=ended,proto3" json:"ended,omitempty"`
+	// keys_deleted counts attached keys deleted with them.
+	KeysDeleted   int64 `protobuf:"varint,3,opt,name=keys_deleted,json=keysDeleted,proto3" json:"keys_deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionResult) Reset() {
+	*x = SessionResult{}
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionResult) ProtoMessage() {}
+
+func (x *SessionResult) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionResult.ProtoReflect.Descriptor instead.
+func (*SessionResult) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SessionResult) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *SessionResult) GetEnded() int64 {
+	if x != nil {
+		return x.Ended
+	}
+	return 0
+}
+
+func (x *SessionResult) GetKeysDeleted() int64 {
+	if x != nil {
+		return x.KeysDeleted
+	}
+	return 0
+}
+
 // LeaderStart is proposed by a new leader; once applied in its own term the leader serves
 // linearizable reads. It also records the leader's addresses in the member table.
 type LeaderStart struct {
@@ -326,7 +791,7 @@ type LeaderStart struct {
 
 func (x *LeaderStart) Reset() {
 	*x = LeaderStart{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[1]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -338,7 +803,7 @@ func (x *LeaderStart) String() string {
 func (*LeaderStart) ProtoMessage() {}
 
 func (x *LeaderStart) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[1]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -351,7 +816,7 @@ func (x *LeaderStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderStart.ProtoReflect.Descriptor instead.
 func (*LeaderStart) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LeaderStart) GetTerm() uint64 {
@@ -378,7 +843,7 @@ type ExpireDue struct {
 
 func (x *ExpireDue) Reset() {
 	*x = ExpireDue{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[2]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -390,7 +855,7 @@ func (x *ExpireDue) String() string {
 func (*ExpireDue) ProtoMessage() {}
 
 func (x *ExpireDue) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[2]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -403,7 +868,7 @@ func (x *ExpireDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireDue.ProtoReflect.Descriptor instead.
 func (*ExpireDue) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExpireDue) GetLimit() uint32 {
@@ -425,7 +890,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[3]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -437,7 +902,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[3]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -450,7 +915,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Member) GetId() string {
@@ -484,7 +949,7 @@ type MemberPut struct {
 
 func (x *MemberPut) Reset() {
 	*x = MemberPut{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[4]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -496,7 +961,7 @@ func (x *MemberPut) String() string {
 func (*MemberPut) ProtoMessage() {}
 
 func (x *MemberPut) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[4]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -509,7 +974,7 @@ func (x *MemberPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberPut.ProtoReflect.Descriptor instead.
 func (*MemberPut) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MemberPut) GetMember() *Member {
@@ -529,7 +994,7 @@ type MemberRemove struct {
 
 func (x *MemberRemove) Reset() {
 	*x = MemberRemove{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[5]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +1006,7 @@ func (x *MemberRemove) String() string {
 func (*MemberRemove) ProtoMessage() {}
 
 func (x *MemberRemove) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[5]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +1019,7 @@ func (x *MemberRemove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemove.ProtoReflect.Descriptor instead.
 func (*MemberRemove) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MemberRemove) GetId() string {
@@ -576,7 +1041,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[6]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -588,7 +1053,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[6]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -601,7 +1066,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -639,6 +1104,7 @@ type Result struct {
 	//	*Result_Increment
 	//	*Result_Expire
 	//	*Result_Txn
+	//	*Result_Session
 	Value         isResult_Value `protobuf_oneof:"value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -646,7 +1112,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[7]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +1124,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[7]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +1137,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Result) GetIndex() uint64 {
@@ -749,6 +1215,15 @@ func (x *Result) GetTxn() *v1.TxnResponse {
 	return nil
 }
 
+func (x *Result) GetSession() *SessionResult {
+	if x != nil {
+		if x, ok := x.Value.(*Result_Session); ok {
+			return x.Session
+		}
+	}
+	return nil
+}
+
 type isResult_Value interface {
 	isResult_Value()
 }
@@ -777,6 +1252,10 @@ type Result_Txn struct {
 	Txn *v1.TxnResponse `protobuf:"bytes,15,opt,name=txn,proto3,oneof"`
 }
 
+type Result_Session struct {
+	Session *SessionResult `protobuf:"bytes,16,opt,name=session,proto3,oneof"`
+}
+
 func (*Result_Set) isResult_Value() {}
 
 func (*Result_MultiSet) isResult_Value() {}
@@ -789,11 +1268,13 @@ func (*Result_Expire) isResult_Value() {}
 
 func (*Result_Txn) isResult_Value() {}
 
+func (*Result_Session) isResult_Value() {}
+
 var File_conclave_fsm_v1_command_proto protoreflect.FileDescriptor
 
 const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dconclave/fsm/v1/command.proto\x12\x0fconclave.fsm.v1\x1a\x14conclave/v1/kv.proto\"\x97\x05\n" +
+	"\x1dconclave/fsm/v1/command.proto\x12\x0fconclave.fsm.v1\x1a\x14conclave/v1/kv.proto\"\xb1\b\n" +
 	"\aCommand\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12\x1d\n" +
 	"\n" +
@@ -810,8 +1291,37 @@ const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"expire_due\x18\x11 \x01(\v2\x1a.conclave.fsm.v1.ExpireDueH\x00R\texpireDue\x12;\n" +
 	"\n" +
 	"member_put\x18\x12 \x01(\v2\x1a.conclave.fsm.v1.MemberPutH\x00R\tmemberPut\x12D\n" +
-	"\rmember_remove\x18\x13 \x01(\v2\x1d.conclave.fsm.v1.MemberRemoveH\x00R\fmemberRemoveB\x04\n" +
-	"\x02op\"R\n" +
+	"\rmember_remove\x18\x13 \x01(\v2\x1d.conclave.fsm.v1.MemberRemoveH\x00R\fmemberRemove\x12G\n" +
+	"\x0esession_create\x18\x14 \x01(\v2\x1e.conclave.fsm.v1.SessionCreateH\x00R\rsessionCreate\x12G\n" +
+	"\x0esession_revoke\x18\x15 \x01(\v2\x1e.conclave.fsm.v1.SessionRevokeH\x00R\rsessionRevoke\x12^\n" +
+	"\x17session_revoke_by_owner\x18\x16 \x01(\v2%.conclave.fsm.v1.SessionRevokeByOwnerH\x00R\x14sessionRevokeByOwner\x12]\n" +
+	"\x16session_set_attributes\x18\x17 \x01(\v2%.conclave.fsm.v1.SessionSetAttributesH\x00R\x14sessionSetAttributes\x12G\n" +
+	"\x0esession_expire\x18\x18 \x01(\v2\x1e.conclave.fsm.v1.SessionExpireH\x00R\rsessionExpireB\x04\n" +
+	"\x02op\"5\n" +
+	"\tAttribute\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\xa0\x01\n" +
+	"\rSessionCreate\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\tR\x05owner\x12\x15\n" +
+	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\x12&\n" +
+	"\x0fmax_lifetime_ms\x18\x03 \x01(\x03R\rmaxLifetimeMs\x12:\n" +
+	"\n" +
+	"attributes\x18\x04 \x03(\v2\x1a.conclave.fsm.v1.AttributeR\n" +
+	"attributes\"\x1f\n" +
+	"\rSessionRevoke\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\",\n" +
+	"\x14SessionRevokeByOwner\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\tR\x05owner\"l\n" +
+	"\x14SessionSetAttributes\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12,\n" +
+	"\x03set\x18\x02 \x03(\v2\x1a.conclave.fsm.v1.AttributeR\x03set\x12\x16\n" +
+	"\x06delete\x18\x03 \x03(\tR\x06delete\"!\n" +
+	"\rSessionExpire\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\x04R\x03ids\"X\n" +
+	"\rSessionResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
+	"\x05ended\x18\x02 \x01(\x03R\x05ended\x12!\n" +
+	"\fkeys_deleted\x18\x03 \x01(\x03R\vkeysDeleted\"R\n" +
 	"\vLeaderStart\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12/\n" +
 	"\x06member\x18\x02 \x01(\v2\x17.conclave.fsm.v1.MemberR\x06member\"!\n" +
@@ -828,7 +1338,7 @@ const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"\x05Error\x12.\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1a.conclave.fsm.v1.ErrorCodeR\x04code\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\x9d\x03\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xd9\x03\n" +
 	"\x06Result\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12,\n" +
 	"\x05error\x18\x02 \x01(\v2\x16.conclave.fsm.v1.ErrorR\x05error\x12,\n" +
@@ -838,7 +1348,8 @@ const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"\x06delete\x18\f \x01(\v2\x1b.conclave.v1.DeleteResponseH\x00R\x06delete\x12>\n" +
 	"\tincrement\x18\r \x01(\v2\x1e.conclave.v1.IncrementResponseH\x00R\tincrement\x125\n" +
 	"\x06expire\x18\x0e \x01(\v2\x1b.conclave.v1.ExpireResponseH\x00R\x06expire\x12,\n" +
-	"\x03txn\x18\x0f \x01(\v2\x18.conclave.v1.TxnResponseH\x00R\x03txnB\a\n" +
+	"\x03txn\x18\x0f \x01(\v2\x18.conclave.v1.TxnResponseH\x00R\x03txn\x12:\n" +
+	"\asession\x18\x10 \x01(\v2\x1e.conclave.fsm.v1.SessionResultH\x00R\asessionB\a\n" +
 	"\x05value*\xda\x01\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x1f\n" +
@@ -862,56 +1373,71 @@ func file_conclave_fsm_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_conclave_fsm_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_conclave_fsm_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_conclave_fsm_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_conclave_fsm_v1_command_proto_goTypes = []any{
 	(ErrorCode)(0),               // 0: conclave.fsm.v1.ErrorCode
 	(*Command)(nil),              // 1: conclave.fsm.v1.Command
-	(*LeaderStart)(nil),          // 2: conclave.fsm.v1.LeaderStart
-	(*ExpireDue)(nil),            // 3: conclave.fsm.v1.ExpireDue
-	(*Member)(nil),               // 4: conclave.fsm.v1.Member
-	(*MemberPut)(nil),            // 5: conclave.fsm.v1.MemberPut
-	(*MemberRemove)(nil),         // 6: conclave.fsm.v1.MemberRemove
-	(*Error)(nil),                // 7: conclave.fsm.v1.Error
-	(*Result)(nil),               // 8: conclave.fsm.v1.Result
-	(*v1.SetRequest)(nil),        // 9: conclave.v1.SetRequest
-	(*v1.MultiSetRequest)(nil),   // 10: conclave.v1.MultiSetRequest
-	(*v1.DeleteRequest)(nil),     // 11: conclave.v1.DeleteRequest
-	(*v1.IncrementRequest)(nil),  // 12: conclave.v1.IncrementRequest
-	(*v1.ExpireRequest)(nil),     // 13: conclave.v1.ExpireRequest
-	(*v1.TxnRequest)(nil),        // 14: conclave.v1.TxnRequest
-	(*v1.SetResponse)(nil),       // 15: conclave.v1.SetResponse
-	(*v1.MultiSetResponse)(nil),  // 16: conclave.v1.MultiSetResponse
-	(*v1.DeleteResponse)(nil),    // 17: conclave.v1.DeleteResponse
-	(*v1.IncrementResponse)(nil), // 18: conclave.v1.IncrementResponse
-	(*v1.ExpireResponse)(nil),    // 19: conclave.v1.ExpireResponse
-	(*v1.TxnResponse)(nil),       // 20: conclave.v1.TxnResponse
+	(*Attribute)(nil),            // 2: conclave.fsm.v1.Attribute
+	(*SessionCreate)(nil),        // 3: conclave.fsm.v1.SessionCreate
+	(*SessionRevoke)(nil),        // 4: conclave.fsm.v1.SessionRevoke
+	(*SessionRevokeByOwner)(nil), // 5: conclave.fsm.v1.SessionRevokeByOwner
+	(*SessionSetAttributes)(nil), // 6: conclave.fsm.v1.SessionSetAttributes
+	(*SessionExpire)(nil),        // 7: conclave.fsm.v1.SessionExpire
+	(*SessionResult)(nil),        // 8: conclave.fsm.v1.SessionResult
+	(*LeaderStart)(nil),          // 9: conclave.fsm.v1.LeaderStart
+	(*ExpireDue)(nil),            // 10: conclave.fsm.v1.ExpireDue
+	(*Member)(nil),               // 11: conclave.fsm.v1.Member
+	(*MemberPut)(nil),            // 12: conclave.fsm.v1.MemberPut
+	(*MemberRemove)(nil),         // 13: conclave.fsm.v1.MemberRemove
+	(*Error)(nil),                // 14: conclave.fsm.v1.Error
+	(*Result)(nil),               // 15: conclave.fsm.v1.Result
+	(*v1.SetRequest)(nil),        // 16: conclave.v1.SetRequest
+	(*v1.MultiSetRequest)(nil),   // 17: conclave.v1.MultiSetRequest
+	(*v1.DeleteRequest)(nil),     // 18: conclave.v1.DeleteRequest
+	(*v1.IncrementRequest)(nil),  // 19: conclave.v1.IncrementRequest
+	(*v1.ExpireRequest)(nil),     // 20: conclave.v1.ExpireRequest
+	(*v1.TxnRequest)(nil),        // 21: conclave.v1.TxnRequest
+	(*v1.SetResponse)(nil),       // 22: conclave.v1.SetResponse
+	(*v1.MultiSetResponse)(nil),  // 23: conclave.v1.MultiSetResponse
+	(*v1.DeleteResponse)(nil),    // 24: conclave.v1.DeleteResponse
+	(*v1.IncrementResponse)(nil), // 25: conclave.v1.IncrementResponse
+	(*v1.ExpireResponse)(nil),    // 26: conclave.v1.ExpireResponse
+	(*v1.TxnResponse)(nil),       // 27: conclave.v1.TxnResponse
 }
 var file_conclave_fsm_v1_command_proto_depIdxs = []int32{
-	2,  // 0: conclave.fsm.v1.Command.leader_start:type_name -> conclave.fsm.v1.LeaderStart
-	9,  // 1: conclave.fsm.v1.Command.set:type_name -> conclave.v1.SetRequest
-	10, // 2: conclave.fsm.v1.Command.multi_set:type_name -> conclave.v1.MultiSetRequest
-	11, // 3: conclave.fsm.v1.Command.delete:type_name -> conclave.v1.DeleteRequest
-	12, // 4: conclave.fsm.v1.Command.increment:type_name -> conclave.v1.IncrementRequest
-	13, // 5: conclave.fsm.v1.Command.expire:type_name -> conclave.v1.ExpireRequest
-	14, // 6: conclave.fsm.v1.Command.txn:type_name -> conclave.v1.TxnRequest
-	3,  // 7: conclave.fsm.v1.Command.expire_due:type_name -> conclave.fsm.v1.ExpireDue
-	5,  // 8: conclave.fsm.v1.Command.member_put:type_name -> conclave.fsm.v1.MemberPut
-	6,  // 9: conclave.fsm.v1.Command.member_remove:type_name -> conclave.fsm.v1.MemberRemove
-	4,  // 10: conclave.fsm.v1.LeaderStart.member:type_name -> conclave.fsm.v1.Member
-	4,  // 11: conclave.fsm.v1.MemberPut.member:type_name -> conclave.fsm.v1.Member
-	0,  // 12: conclave.fsm.v1.Error.code:type_name -> conclave.fsm.v1.ErrorCode
-	7,  // 13: conclave.fsm.v1.Result.error:type_name -> conclave.fsm.v1.Error
-	15, // 14: conclave.fsm.v1.Result.set:type_name -> conclave.v1.SetResponse
-	16, // 15: conclave.fsm.v1.Result.multi_set:type_name -> conclave.v1.MultiSetResponse
-	17, // 16: conclave.fsm.v1.Result.delete:type_name -> conclave.v1.DeleteResponse
-	18, // 17: conclave.fsm.v1.Result.increment:type_name -> conclave.v1.IncrementResponse
-	19, // 18: conclave.fsm.v1.Result.expire:type_name -> conclave.v1.ExpireResponse
-	20, // 19: conclave.fsm.v1.Result.txn:type_name -> conclave.v1.TxnResponse
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	9,  // 0: conclave.fsm.v1.Command.leader_start:type_name -> conclave.fsm.v1.LeaderStart
+	16, // 1: conclave.fsm.v1.Command.set:type_name -> conclave.v1.SetRequest
+	17, // 2: conclave.fsm.v1.Command.multi_set:type_name -> conclave.v1.MultiSetRequest
+	18, // 3: conclave.fsm.v1.Command.delete:type_name -> conclave.v1.DeleteRequest
+	19, // 4: conclave.fsm.v1.Command.increment:type_name -> conclave.v1.IncrementRequest
+	20, // 5: conclave.fsm.v1.Command.expire:type_name -> conclave.v1.ExpireRequest
+	21, // 6: conclave.fsm.v1.Command.txn:type_name -> conclave.v1.TxnRequest
+	10, // 7: conclave.fsm.v1.Command.expire_due:type_name -> conclave.fsm.v1.ExpireDue
+	12, // 8: conclave.fsm.v1.Command.member_put:type_name -> conclave.fsm.v1.MemberPut
+	13, // 9: conclave.fsm.v1.Command.member_remove:type_name -> conclave.fsm.v1.MemberRemove
+	3,  // 10: conclave.fsm.v1.Command.session_create:type_name -> conclave.fsm.v1.SessionCreate
+	4,  // 11: conclave.fsm.v1.Command.session_revoke:type_name -> conclave.fsm.v1.SessionRevoke
+	5,  // 12: conclave.fsm.v1.Command.session_revoke_by_owner:type_name -> conclave.fsm.v1.SessionRevokeByOwner
+	6,  // 13: conclave.fsm.v1.Command.session_set_attributes:type_name -> conclave.fsm.v1.SessionSetAttributes
+	7,  // 14: conclave.fsm.v1.Command.session_expire:type_name -> conclave.fsm.v1.SessionExpire
+	2,  // 15: conclave.fsm.v1.SessionCreate.attributes:type_name -> conclave.fsm.v1.Attribute
+	2,  // 16: conclave.fsm.v1.SessionSetAttributes.set:type_name -> conclave.fsm.v1.Attribute
+	11, // 17: conclave.fsm.v1.LeaderStart.member:type_name -> conclave.fsm.v1.Member
+	11, // 18: conclave.fsm.v1.MemberPut.member:type_name -> conclave.fsm.v1.Member
+	0,  // 19: conclave.fsm.v1.Error.code:type_name -> conclave.fsm.v1.ErrorCode
+	14, // 20: conclave.fsm.v1.Result.error:type_name -> conclave.fsm.v1.Error
+	22, // 21: conclave.fsm.v1.Result.set:type_name -> conclave.v1.SetResponse
+	23, // 22: conclave.fsm.v1.Result.multi_set:type_name -> conclave.v1.MultiSetResponse
+	24, // 23: conclave.fsm.v1.Result.delete:type_name -> conclave.v1.DeleteResponse
+	25, // 24: conclave.fsm.v1.Result.increment:type_name -> conclave.v1.IncrementResponse
+	26, // 25: conclave.fsm.v1.Result.expire:type_name -> conclave.v1.ExpireResponse
+	27, // 26: conclave.fsm.v1.Result.txn:type_name -> conclave.v1.TxnResponse
+	8,  // 27: conclave.fsm.v1.Result.session:type_name -> conclave.fsm.v1.SessionResult
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_conclave_fsm_v1_command_proto_init() }
@@ -930,14 +1456,20 @@ func file_conclave_fsm_v1_command_proto_init() {
 		(*Command_ExpireDue)(nil),
 		(*Command_MemberPut)(nil),
 		(*Command_MemberRemove)(nil),
+		(*Command_SessionCreate)(nil),
+		(*Command_SessionRevoke)(nil),
+		(*Command_SessionRevokeByOwner)(nil),
+		(*Command_SessionSetAttributes)(nil),
+		(*Command_SessionExpire)(nil),
 	}
-	file_conclave_fsm_v1_command_proto_msgTypes[7].OneofWrappers = []any{
+	file_conclave_fsm_v1_command_proto_msgTypes[14].OneofWrappers = []any{
 		(*Result_Set)(nil),
 		(*Result_MultiSet)(nil),
 		(*Result_Delete)(nil),
 		(*Result_Increment)(nil),
 		(*Result_Expire)(nil),
 		(*Result_Txn)(nil),
+		(*Result_Session)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -945,7 +1477,7 @@ func file_conclave_fsm_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_conclave_fsm_v1_command_proto_rawDesc), len(file_conclave_fsm_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

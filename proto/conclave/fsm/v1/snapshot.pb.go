@@ -100,8 +100,10 @@ type Entry struct {
 	Version        int64                  `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
 	// expires_at_unix_nano is the absolute deadline; 0 means none.
 	ExpiresAtUnixNano int64 `protobuf:"varint,6,opt,name=expires_at_unix_nano,json=expiresAtUnixNano,proto3" json:"expires_at_unix_nano,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// session_id is the session the key is attached to (deleted when it ends); 0 = none.
+	SessionId     uint64 `protobuf:"varint,7,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Entry) Reset() {
@@ -176,6 +178,107 @@ func (x *Entry) GetExpiresAtUnixNano() int64 {
 	return 0
 }
 
+func (x *Entry) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+// SessionRecord is one live session.
+type SessionRecord struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Id                uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Owner             string                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	TtlMs             int64                  `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	CreatedAtUnixNano int64                  `protobuf:"varint,4,opt,name=created_at_unix_nano,json=createdAtUnixNano,proto3" json:"created_at_unix_nano,omitempty"`
+	MaxLifetimeMs     int64                  `protobuf:"varint,5,opt,name=max_lifetime_ms,json=maxLifetimeMs,proto3" json:"max_lifetime_ms,omitempty"`
+	Attributes        []*Attribute           `protobuf:"bytes,6,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	// attributes_revision is the raft index that last changed the attributes.
+	AttributesRevision uint64 `protobuf:"varint,7,opt,name=attributes_revision,json=attributesRevision,proto3" json:"attributes_revision,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *SessionRecord) Reset() {
+	*x = SessionRecord{}
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionRecord) ProtoMessage() {}
+
+func (x *SessionRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionRecord.ProtoReflect.Descriptor instead.
+func (*SessionRecord) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SessionRecord) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *SessionRecord) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *SessionRecord) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *SessionRecord) GetCreatedAtUnixNano() int64 {
+	if x != nil {
+		return x.CreatedAtUnixNano
+	}
+	return 0
+}
+
+func (x *SessionRecord) GetMaxLifetimeMs() int64 {
+	if x != nil {
+		return x.MaxLifetimeMs
+	}
+	return 0
+}
+
+func (x *SessionRecord) GetAttributes() []*Attribute {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *SessionRecord) GetAttributesRevision() uint64 {
+	if x != nil {
+		return x.AttributesRevision
+	}
+	return 0
+}
+
 // DedupRecord remembers the result of a command that carried a request id.
 type DedupRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -188,7 +291,7 @@ type DedupRecord struct {
 
 func (x *DedupRecord) Reset() {
 	*x = DedupRecord{}
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[2]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -200,7 +303,7 @@ func (x *DedupRecord) String() string {
 func (*DedupRecord) ProtoMessage() {}
 
 func (x *DedupRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[2]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -213,7 +316,7 @@ func (x *DedupRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DedupRecord.ProtoReflect.Descriptor instead.
 func (*DedupRecord) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{2}
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DedupRecord) GetRequestId() string {
@@ -245,6 +348,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Entry
 	//	*SnapshotRecord_Member
 	//	*SnapshotRecord_Dedup
+	//	*SnapshotRecord_Session
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -252,7 +356,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[3]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -264,7 +368,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[3]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -277,7 +381,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{3}
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -314,6 +418,15 @@ func (x *SnapshotRecord) GetDedup() *DedupRecord {
 	return nil
 }
 
+func (x *SnapshotRecord) GetSession() *SessionRecord {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Session); ok {
+			return x.Session
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -330,11 +443,17 @@ type SnapshotRecord_Dedup struct {
 	Dedup *DedupRecord `protobuf:"bytes,3,opt,name=dedup,proto3,oneof"`
 }
 
+type SnapshotRecord_Session struct {
+	Session *SessionRecord `protobuf:"bytes,4,opt,name=session,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Entry) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Member) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Dedup) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_Session) isSnapshotRecord_Record() {}
 
 var File_conclave_fsm_v1_snapshot_proto protoreflect.FileDescriptor
 
@@ -345,24 +464,37 @@ const file_conclave_fsm_v1_snapshot_proto_rawDesc = "" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12#\n" +
 	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x12&\n" +
 	"\x0fclock_unix_nano\x18\x03 \x01(\x03R\rclockUnixNano\x12*\n" +
-	"\x11leader_start_term\x18\x04 \x01(\x04R\x0fleaderStartTerm\"\xc6\x01\n" +
+	"\x11leader_start_term\x18\x04 \x01(\x04R\x0fleaderStartTerm\"\xe5\x01\n" +
 	"\x05Entry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12'\n" +
 	"\x0fcreate_revision\x18\x03 \x01(\x04R\x0ecreateRevision\x12!\n" +
 	"\fmod_revision\x18\x04 \x01(\x04R\vmodRevision\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\x03R\aversion\x12/\n" +
-	"\x14expires_at_unix_nano\x18\x06 \x01(\x03R\x11expiresAtUnixNano\"\x7f\n" +
+	"\x14expires_at_unix_nano\x18\x06 \x01(\x03R\x11expiresAtUnixNano\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\a \x01(\x04R\tsessionId\"\x92\x02\n" +
+	"\rSessionRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x15\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\x12/\n" +
+	"\x14created_at_unix_nano\x18\x04 \x01(\x03R\x11createdAtUnixNano\x12&\n" +
+	"\x0fmax_lifetime_ms\x18\x05 \x01(\x03R\rmaxLifetimeMs\x12:\n" +
+	"\n" +
+	"attributes\x18\x06 \x03(\v2\x1a.conclave.fsm.v1.AttributeR\n" +
+	"attributes\x12/\n" +
+	"\x13attributes_revision\x18\a \x01(\x04R\x12attributesRevision\"\x7f\n" +
 	"\vDedupRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12 \n" +
 	"\fat_unix_nano\x18\x02 \x01(\x03R\n" +
 	"atUnixNano\x12/\n" +
-	"\x06result\x18\x03 \x01(\v2\x17.conclave.fsm.v1.ResultR\x06result\"\xb3\x01\n" +
+	"\x06result\x18\x03 \x01(\v2\x17.conclave.fsm.v1.ResultR\x06result\"\xef\x01\n" +
 	"\x0eSnapshotRecord\x12.\n" +
 	"\x05entry\x18\x01 \x01(\v2\x16.conclave.fsm.v1.EntryH\x00R\x05entry\x121\n" +
 	"\x06member\x18\x02 \x01(\v2\x17.conclave.fsm.v1.MemberH\x00R\x06member\x124\n" +
-	"\x05dedup\x18\x03 \x01(\v2\x1c.conclave.fsm.v1.DedupRecordH\x00R\x05dedupB\b\n" +
+	"\x05dedup\x18\x03 \x01(\v2\x1c.conclave.fsm.v1.DedupRecordH\x00R\x05dedup\x12:\n" +
+	"\asession\x18\x04 \x01(\v2\x1e.conclave.fsm.v1.SessionRecordH\x00R\asessionB\b\n" +
 	"\x06recordB>Z<github.com/conclave-dev/conclave/proto/conclave/fsm/v1;fsmv1b\x06proto3"
 
 var (
@@ -377,25 +509,29 @@ func file_conclave_fsm_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_conclave_fsm_v1_snapshot_proto_rawDescData
 }
 
-var file_conclave_fsm_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_conclave_fsm_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_conclave_fsm_v1_snapshot_proto_goTypes = []any{
 	(*SnapshotMeta)(nil),   // 0: conclave.fsm.v1.SnapshotMeta
 	(*Entry)(nil),          // 1: conclave.fsm.v1.Entry
-	(*DedupRecord)(nil),    // 2: conclave.fsm.v1.DedupRecord
-	(*SnapshotRecord)(nil), // 3: conclave.fsm.v1.SnapshotRecord
-	(*Result)(nil),         // 4: conclave.fsm.v1.Result
-	(*Member)(nil),         // 5: conclave.fsm.v1.Member
+	(*SessionRecord)(nil),  // 2: conclave.fsm.v1.SessionRecord
+	(*DedupRecord)(nil),    // 3: conclave.fsm.v1.DedupRecord
+	(*SnapshotRecord)(nil), // 4: conclave.fsm.v1.SnapshotRecord
+	(*Attribute)(nil),      // 5: conclave.fsm.v1.Attribute
+	(*Result)(nil),         // 6: conclave.fsm.v1.Result
+	(*Member)(nil),         // 7: conclave.fsm.v1.Member
 }
 var file_conclave_fsm_v1_snapshot_proto_depIdxs = []int32{
-	4, // 0: conclave.fsm.v1.DedupRecord.result:type_name -> conclave.fsm.v1.Result
-	1, // 1: conclave.fsm.v1.SnapshotRecord.entry:type_name -> conclave.fsm.v1.Entry
-	5, // 2: conclave.fsm.v1.SnapshotRecord.member:type_name -> conclave.fsm.v1.Member
-	2, // 3: conclave.fsm.v1.SnapshotRecord.dedup:type_name -> conclave.fsm.v1.DedupRecord
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	5, // 0: conclave.fsm.v1.SessionRecord.attributes:type_name -> conclave.fsm.v1.Attribute
+	6, // 1: conclave.fsm.v1.DedupRecord.result:type_name -> conclave.fsm.v1.Result
+	1, // 2: conclave.fsm.v1.SnapshotRecord.entry:type_name -> conclave.fsm.v1.Entry
+	7, // 3: conclave.fsm.v1.SnapshotRecord.member:type_name -> conclave.fsm.v1.Member
+	3, // 4: conclave.fsm.v1.SnapshotRecord.dedup:type_name -> conclave.fsm.v1.DedupRecord
+	2, // 5: conclave.fsm.v1.SnapshotRecord.session:type_name -> conclave.fsm.v1.SessionRecord
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_conclave_fsm_v1_snapshot_proto_init() }
@@ -404,10 +540,11 @@ func file_conclave_fsm_v1_snapshot_proto_init() {
 		return
 	}
 	file_conclave_fsm_v1_command_proto_init()
-	file_conclave_fsm_v1_snapshot_proto_msgTypes[3].OneofWrappers = []any{
+	file_conclave_fsm_v1_snapshot_proto_msgTypes[4].OneofWrappers = []any{
 		(*SnapshotRecord_Entry)(nil),
 		(*SnapshotRecord_Member)(nil),
 		(*SnapshotRecord_Dedup)(nil),
+		(*SnapshotRecord_Session)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -415,7 +552,7 @@ func file_conclave_fsm_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_conclave_fsm_v1_snapshot_proto_rawDesc), len(file_conclave_fsm_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
