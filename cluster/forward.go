@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 
+	"github.com/conclave-dev/conclave/fsm"
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
 	"github.com/conclave-dev/conclave/proto/conclave/fsm/v1/fsmv1grpc"
 )
@@ -91,6 +92,20 @@ func (f *forwardService) ReadIndex(ctx context.Context, _ *fsmv1.ReadIndexReques
 		return nil, err
 	}
 	return &fsmv1.ReadIndexResponse{Index: rp.Index, NowUnixNano: rp.Now}, nil
+}
+
+func (f *forwardService) KeepAlive(ctx context.Context, req *fsmv1.KeepAliveRequest) (*fsmv1.KeepAliveResponse, error) {
+	left, err := f.n.KeepAlive(ctx, req.GetId())
+	if code, ok := forwardCode(err); ok {
+		return &fsmv1.KeepAliveResponse{Error: code}, nil
+	}
+	if errors.Is(err, fsm.ErrNotFound) {
+		return &fsmv1.KeepAliveResponse{NotFound: true}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &fsmv1.KeepAliveResponse{TtlMs: left.Milliseconds()}, nil
 }
 
 var forwardErrors = []struct {

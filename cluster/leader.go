@@ -60,6 +60,8 @@ func (n *Node) lead(ctx context.Context) {
 			return
 		}
 	}
+	n.sessions.start(n.machine, n.cfg.Clock())
+	defer n.sessions.stop()
 	expire := time.NewTicker(n.cfg.ExpireInterval)
 	defer expire.Stop()
 	promote := time.NewTicker(time.Second)
@@ -68,6 +70,7 @@ func (n *Node) lead(ctx context.Context) {
 		select {
 		case <-expire.C:
 			n.expireDue(ctx)
+			n.expireSessions(ctx)
 		case <-promote.C:
 			n.promoteCaughtUp(ctx)
 		case <-ctx.Done():

@@ -36,6 +36,7 @@ type Node struct {
 	leaderReads   *batcher[struct{}, ReadPoint]
 	followerReads *batcher[struct{}, ReadPoint]
 	forwards      *batcher[*fsmv1.Command, *fsmv1.Result]
+	sessions      sessionTracker
 	conns         *connPool
 
 	shutdownOnce sync.Once

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"time"
 
 	"github.com/conclave-dev/conclave/fsm"
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
@@ -36,6 +37,11 @@ type Node interface {
 	TransferLeadership(ctx context.Context, id string) (string, error)
 	// Snapshot takes a raft snapshot and returns the index it covers.
 	Snapshot(ctx context.Context) (uint64, error)
+	// KeepAlive renews a session's deadline on the leader without a raft write and
+	// returns how long the session now lives; a missing session is an fsm NotFound.
+	KeepAlive(ctx context.Context, id uint64) (time.Duration, error)
+	// MinSessionTTL is the shortest TTL a session is granted.
+	MinSessionTTL() time.Duration
 	// LeaderKnown reports whether this node currently knows a leader (for health).
 	LeaderKnown() bool
 }

@@ -79,6 +79,18 @@ func (n *localNode) Header(revision uint64) *conclavev1.ResponseHeader {
 	return &conclavev1.ResponseHeader{Revision: revision, NodeId: n.ID(), RaftTerm: 1, AppliedIndex: n.m.AppliedIndex()}
 }
 
+func (n *localNode) MinSessionTTL() time.Duration { return 3 * time.Second }
+
+// KeepAlive has no leader timers to move here: it reports the session's full TTL.
+func (n *localNode) KeepAlive(_ context.Context, id uint64) (time.Duration, error) {
+	var rec *fsmv1.SessionRecord
+	n.m.Read(time.Now().UnixNano(), func(v *fsm.View) { rec, _, _ = v.Session(id) })
+	if rec == nil {
+		return 0, fsm.ErrorFromProto(&fsmv1.Error{Code: fsmv1.ErrorCode_ERROR_CODE_NOT_FOUND, Message: "session does not exist"})
+	}
+	return time.Duration(rec.GetTtlMs()) * time.Millisecond, nil
+}
+
 func (n *localNode) StateHash() ([]byte, uint64, error) {
 	s := n.m.Snapshot()
 	h := sha256.New()

@@ -324,6 +324,112 @@ func (x *ReadIndexResponse) GetNowUnixNano() int64 {
 	return 0
 }
 
+type KeepAliveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeepAliveRequest) Reset() {
+	*x = KeepAliveRequest{}
+	mi := &file_conclave_fsm_v1_forward_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeepAliveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeepAliveRequest) ProtoMessage() {}
+
+func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_forward_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
+func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_forward_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *KeepAliveRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type KeepAliveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ttl_ms is how long from now the session lives without another keep-alive.
+	TtlMs int64        `protobuf:"varint,1,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	Error ForwardError `protobuf:"varint,2,opt,name=error,proto3,enum=conclave.fsm.v1.ForwardError" json:"error,omitempty"`
+	// not_found says no such session exists.
+	NotFound      bool `protobuf:"varint,3,opt,name=not_found,json=notFound,proto3" json:"not_found,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeepAliveResponse) Reset() {
+	*x = KeepAliveResponse{}
+	mi := &file_conclave_fsm_v1_forward_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeepAliveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeepAliveResponse) ProtoMessage() {}
+
+func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_forward_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
+func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_forward_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *KeepAliveResponse) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *KeepAliveResponse) GetError() ForwardError {
+	if x != nil {
+		return x.Error
+	}
+	return ForwardError_FORWARD_ERROR_UNSPECIFIED
+}
+
+func (x *KeepAliveResponse) GetNotFound() bool {
+	if x != nil {
+		return x.NotFound
+	}
+	return false
+}
+
 var File_conclave_fsm_v1_forward_proto protoreflect.FileDescriptor
 
 const file_conclave_fsm_v1_forward_proto_rawDesc = "" +
@@ -340,7 +446,13 @@ const file_conclave_fsm_v1_forward_proto_rawDesc = "" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x123\n" +
 	"\x05error\x18\x02 \x01(\x0e2\x1d.conclave.fsm.v1.ForwardErrorR\x05error\x12\"\n" +
-	"\rnow_unix_nano\x18\x03 \x01(\x03R\vnowUnixNano*\xc4\x01\n" +
+	"\rnow_unix_nano\x18\x03 \x01(\x03R\vnowUnixNano\"\"\n" +
+	"\x10KeepAliveRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"|\n" +
+	"\x11KeepAliveResponse\x12\x15\n" +
+	"\x06ttl_ms\x18\x01 \x01(\x03R\x05ttlMs\x123\n" +
+	"\x05error\x18\x02 \x01(\x0e2\x1d.conclave.fsm.v1.ForwardErrorR\x05error\x12\x1b\n" +
+	"\tnot_found\x18\x03 \x01(\bR\bnotFound*\xc4\x01\n" +
 	"\fForwardError\x12\x1d\n" +
 	"\x19FORWARD_ERROR_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FORWARD_ERROR_NO_LEADER\x10\x01\x12\x1c\n" +
@@ -362,7 +474,7 @@ func file_conclave_fsm_v1_forward_proto_rawDescGZIP() []byte {
 }
 
 var file_conclave_fsm_v1_forward_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_conclave_fsm_v1_forward_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_conclave_fsm_v1_forward_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_conclave_fsm_v1_forward_proto_goTypes = []any{
 	(ForwardError)(0),         // 0: conclave.fsm.v1.ForwardError
 	(*ApplyRequest)(nil),      // 1: conclave.fsm.v1.ApplyRequest
@@ -370,20 +482,23 @@ var file_conclave_fsm_v1_forward_proto_goTypes = []any{
 	(*ApplyOutcome)(nil),      // 3: conclave.fsm.v1.ApplyOutcome
 	(*ReadIndexRequest)(nil),  // 4: conclave.fsm.v1.ReadIndexRequest
 	(*ReadIndexResponse)(nil), // 5: conclave.fsm.v1.ReadIndexResponse
-	(*Command)(nil),           // 6: conclave.fsm.v1.Command
-	(*Result)(nil),            // 7: conclave.fsm.v1.Result
+	(*KeepAliveRequest)(nil),  // 6: conclave.fsm.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil), // 7: conclave.fsm.v1.KeepAliveResponse
+	(*Command)(nil),           // 8: conclave.fsm.v1.Command
+	(*Result)(nil),            // 9: conclave.fsm.v1.Result
 }
 var file_conclave_fsm_v1_forward_proto_depIdxs = []int32{
-	6, // 0: conclave.fsm.v1.ApplyRequest.commands:type_name -> conclave.fsm.v1.Command
+	8, // 0: conclave.fsm.v1.ApplyRequest.commands:type_name -> conclave.fsm.v1.Command
 	3, // 1: conclave.fsm.v1.ApplyResponse.outcomes:type_name -> conclave.fsm.v1.ApplyOutcome
-	7, // 2: conclave.fsm.v1.ApplyOutcome.result:type_name -> conclave.fsm.v1.Result
+	9, // 2: conclave.fsm.v1.ApplyOutcome.result:type_name -> conclave.fsm.v1.Result
 	0, // 3: conclave.fsm.v1.ApplyOutcome.error:type_name -> conclave.fsm.v1.ForwardError
 	0, // 4: conclave.fsm.v1.ReadIndexResponse.error:type_name -> conclave.fsm.v1.ForwardError
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	0, // 5: conclave.fsm.v1.KeepAliveResponse.error:type_name -> conclave.fsm.v1.ForwardError
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_conclave_fsm_v1_forward_proto_init() }
@@ -398,7 +513,7 @@ func file_conclave_fsm_v1_forward_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_conclave_fsm_v1_forward_proto_rawDesc), len(file_conclave_fsm_v1_forward_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -22,6 +22,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	ForwardService_Apply_FullMethodName     = "/conclave.fsm.v1.ForwardService/Apply"
 	ForwardService_ReadIndex_FullMethodName = "/conclave.fsm.v1.ForwardService/ReadIndex"
+	ForwardService_KeepAlive_FullMethodName = "/conclave.fsm.v1.ForwardService/KeepAlive"
 )
 
 // ForwardServiceClient is the client API for ForwardService service.
@@ -35,6 +36,8 @@ type ForwardServiceClient interface {
 	Apply(ctx context.Context, in *v1.ApplyRequest, opts ...grpc.CallOption) (*v1.ApplyResponse, error)
 	// ReadIndex returns an index that, once applied locally, makes a linearizable read safe.
 	ReadIndex(ctx context.Context, in *v1.ReadIndexRequest, opts ...grpc.CallOption) (*v1.ReadIndexResponse, error)
+	// KeepAlive renews a session's deadline on the leader, without a raft write.
+	KeepAlive(ctx context.Context, in *v1.KeepAliveRequest, opts ...grpc.CallOption) (*v1.KeepAliveResponse, error)
 }
 
 type forwardServiceClient struct {
@@ -65,6 +68,16 @@ func (c *forwardServiceClient) ReadIndex(ctx context.Context, in *v1.ReadIndexRe
 	return out, nil
 }
 
+func (c *forwardServiceClient) KeepAlive(ctx context.Context, in *v1.KeepAliveRequest, opts ...grpc.CallOption) (*v1.KeepAliveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.KeepAliveResponse)
+	err := c.cc.Invoke(ctx, ForwardService_KeepAlive_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ForwardServiceServer is the server API for ForwardService service.
 // All implementations must embed UnimplementedForwardServiceServer
 // for forward compatibility.
@@ -76,6 +89,8 @@ type ForwardServiceServer interface {
 	Apply(context.Context, *v1.ApplyRequest) (*v1.ApplyResponse, error)
 	// ReadIndex returns an index that, once applied locally, makes a linearizable read safe.
 	ReadIndex(context.Context, *v1.ReadIndexRequest) (*v1.ReadIndexResponse, error)
+	// KeepAlive renews a session's deadline on the leader, without a raft write.
+	KeepAlive(context.Context, *v1.KeepAliveRequest) (*v1.KeepAliveResponse, error)
 	mustEmbedUnimplementedForwardServiceServer()
 }
 
@@ -91,6 +106,9 @@ func (UnimplementedForwardServiceServer) Apply(context.Context, *v1.ApplyRequest
 }
 func (UnimplementedForwardServiceServer) ReadIndex(context.Context, *v1.ReadIndexRequest) (*v1.ReadIndexResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
+}
+func (UnimplementedForwardServiceServer) KeepAlive(context.Context, *v1.KeepAliveRequest) (*v1.KeepAliveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method KeepAlive not implemented")
 }
 func (UnimplementedForwardServiceServer) mustEmbedUnimplementedForwardServiceServer() {}
 func (UnimplementedForwardServiceServer) testEmbeddedByValue()                        {}
@@ -149,6 +167,24 @@ func _ForwardService_ReadIndex_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ForwardService_KeepAlive_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.KeepAliveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ForwardServiceServer).KeepAlive(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ForwardService_KeepAlive_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ForwardServiceServer).KeepAlive(ctx, req.(*v1.KeepAliveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ForwardService_ServiceDesc is the grpc.ServiceDesc for ForwardService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -163,6 +199,10 @@ var ForwardService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReadIndex",
 			Handler:    _ForwardService_ReadIndex_Handler,
+		},
+		{
+			MethodName: "KeepAlive",
+			Handler:    _ForwardService_KeepAlive_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
