@@ -113,7 +113,7 @@ func (t *sessionTracker) due(m *fsm.Machine, now time.Time, limit int) []uint64 
 // session does not exist.
 func (t *sessionTracker) touch(m *fsm.Machine, id uint64, now time.Time) (time.Duration, bool, error) {
 	var s *fsmv1.SessionRecord
-	m.Read(now.UnixNano(), func(v *fsm.View) { s, _, _ = v.Session(id) })
+	m.Read(now.UnixNano(), func(v *fsm.View) { s, _ = v.SessionRecord(id) })
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.active {

@@ -99,6 +99,15 @@ func (v *View) DueCount(limit int) int {
 	return n
 }
 
+// SessionRecord returns a live session without its keys: the keep-alive path.
+func (v *View) SessionRecord(id uint64) (*fsmv1.SessionRecord, bool) {
+	ss, ok := v.st.sessions.Get(&session{id: id})
+	if !ok {
+		return nil, false
+	}
+	return ss.proto(), true
+}
+
 // Session returns a live session and the keys attached to it, in key order.
 func (v *View) Session(id uint64) (*fsmv1.SessionRecord, []string, bool) {
 	ss, ok := v.st.sessions.Get(&session{id: id})
