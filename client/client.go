@@ -21,9 +21,10 @@ var nextStart atomic.Uint64
 // Client talks to a Conclave cluster through any of its endpoints. It is safe for
 // concurrent use; Close releases its connections.
 type Client struct {
-	conn    *failoverConn
-	kv      conclavev1grpc.KVServiceClient
-	cluster conclavev1grpc.ClusterServiceClient
+	conn     *failoverConn
+	kv       conclavev1grpc.KVServiceClient
+	cluster  conclavev1grpc.ClusterServiceClient
+	sessions conclavev1grpc.SessionServiceClient
 }
 
 // New creates a Client for cfg. It does not wait for any endpoint to be reachable:
@@ -64,9 +65,10 @@ func New(cfg Config) (*Client, error) {
 	fc.current.Store(uint32((nextStart.Add(1) - 1) % uint64(len(fc.conns))))
 
 	return &Client{
-		conn:    fc,
-		kv:      conclavev1grpc.NewKVServiceClient(fc),
-		cluster: conclavev1grpc.NewClusterServiceClient(fc),
+		conn:     fc,
+		kv:       conclavev1grpc.NewKVServiceClient(fc),
+		cluster:  conclavev1grpc.NewClusterServiceClient(fc),
+		sessions: conclavev1grpc.NewSessionServiceClient(fc),
 	}, nil
 }
 
@@ -86,6 +88,12 @@ func (c *Client) KV() conclavev1grpc.KVServiceClient { return c.kv }
 // Cluster returns the ClusterService client. Status is retried on another endpoint when
 // Unavailable; Join, Remove, TransferLeadership and Snapshot are never retried.
 func (c *Client) Cluster() conclavev1grpc.ClusterServiceClient { return c.cluster }
+
+// Sessions returns the SessionService client. GetSession, ListSessions and KeepAlive are
+// retried on another endpoint when Unavailable; the writes get a request_id and are
+// retried too. KeepAliveStream is a stream and is never retried. NewSession builds a
+// kept-alive Session on it.
+func (c *Client) Sessions() conclavev1grpc.SessionServiceClient { return c.sessions }
 
 // Conn returns the failover connection the service clients are built on, for other
 // generated clients of Conclave's public services.

@@ -17,13 +17,15 @@ import (
 )
 
 // fakeNode is one in-process endpoint: a KVService and ClusterService that record the
-// calls they receive and fail every call with code fail unless it is codes.OK.
+// calls they receive and fail every call with code fail unless it is codes.OK, and a
+// SessionService (fakeSessions) of its own.
 type fakeNode struct {
 	conclavev1grpc.UnimplementedKVServiceServer
 	conclavev1grpc.UnimplementedClusterServiceServer
 
-	name string
-	lis  *bufconn.Listener
+	name     string
+	lis      *bufconn.Listener
+	sessions fakeSessions
 
 	mu         sync.Mutex
 	fail       codes.Code
@@ -117,6 +119,7 @@ func newTestCluster(t *testing.T, n int) (*Client, []*fakeNode) {
 		srv := grpc.NewServer()
 		conclavev1grpc.RegisterKVServiceServer(srv, node)
 		conclavev1grpc.RegisterClusterServiceServer(srv, node)
+		conclavev1grpc.RegisterSessionServiceServer(srv, &node.sessions)
 		go func() { _ = srv.Serve(node.lis) }()
 		t.Cleanup(srv.Stop)
 		nodes[i] = node

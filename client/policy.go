@@ -10,24 +10,30 @@ import (
 	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
 )
 
-// safeReads are the methods that change nothing and may be sent again to any node.
-// Mutations are safe when they carry a request_id, whatever their service.
-var safeReads = map[string]bool{
-	conclavev1grpc.KVService_Get_FullMethodName:         true,
-	conclavev1grpc.KVService_MultiGet_FullMethodName:    true,
-	conclavev1grpc.KVService_TTL_FullMethodName:         true,
-	conclavev1grpc.KVService_Scan_FullMethodName:        true,
-	conclavev1grpc.ClusterService_Status_FullMethodName: true,
+// safeToRepeat are the methods that may be sent again to any node without a request_id:
+// reads, which change nothing, and KeepAlive, which is idempotent (renewing twice leaves
+// the session as renewing once, a little later). Mutations are safe when they carry a
+// request_id, whatever their service; the session writes (CreateSession, RevokeSession,
+// RevokeByOwner, UpdateAttributes) have one and are filled by withRequestID.
+var safeToRepeat = map[string]bool{
+	conclavev1grpc.KVService_Get_FullMethodName:               true,
+	conclavev1grpc.KVService_MultiGet_FullMethodName:          true,
+	conclavev1grpc.KVService_TTL_FullMethodName:               true,
+	conclavev1grpc.KVService_Scan_FullMethodName:              true,
+	conclavev1grpc.ClusterService_Status_FullMethodName:       true,
+	conclavev1grpc.SessionService_GetSession_FullMethodName:   true,
+	conclavev1grpc.SessionService_ListSessions_FullMethodName: true,
+	conclavev1grpc.SessionService_KeepAlive_FullMethodName:    true,
 }
 
 // requestIDField is the field every mutating request of the public API may carry.
 const requestIDField protoreflect.Name = "request_id"
 
 // retryable reports whether a call of method with request args may be sent again after
-// it failed with Unavailable: a read, or a request with a non-empty request_id (the
+// it failed with Unavailable: a read or KeepAlive, or a request with a non-empty request_id (the
 // server answers a repeated id with the first result and changes nothing).
 func retryable(method string, args any) bool {
-	if safeReads[method] {
+	if safeToRepeat[method] {
 		return true
 	}
 	return requestID(args) != ""

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,8 +19,31 @@ func newBenchCmd() *cobra.Command {
 		Short: "Measure a cluster's throughput and latency",
 	}
 	o.addFlags(cmd.PersistentFlags())
-	cmd.AddCommand(newBenchKVCmd(o))
+	cmd.AddCommand(newBenchKVCmd(o), newBenchSessionCmd(o))
 	return cmd
+}
+
+// benchRunE returns a RunE that validates o, fills load from it, validates the run with
+// validate, calls run and prints its result in o's format.
+func benchRunE(o *clientOptions, load *benchLoad, validate func() error, run func(context.Context) (benchResult, error)) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		if err := o.validate(); err != nil {
+			return err
+		}
+		load.endpoints = o.endpoints
+		load.timeout = o.timeout
+		if err := validate(); err != nil {
+			return err
+		}
+		res, err := run(cmd.Context())
+		if err != nil {
+			return err
+		}
+		if o.json() {
+			return printBenchJSON(cmd.OutOrStdout(), res)
+		}
+		return printBenchTable(cmd.OutOrStdout(), res)
+	}
 }
 
 func newBenchKVCmd(o *clientOptions) *cobra.Command {
@@ -32,29 +56,11 @@ spread round robin over --endpoints. Calls go straight to the generated client, 
 client package's failover and retries, so the numbers are the server's. --op mixed is 80%
 get and 20% set. --timeout bounds each call.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.validate(); err != nil {
-				return err
-			}
-			cfg.endpoints = o.endpoints
-			cfg.timeout = o.timeout
-			if err := cfg.validate(); err != nil {
-				return err
-			}
-			res, err := runBenchKV(cmd.Context(), cfg)
-			if err != nil {
-				return err
-			}
-			if o.json() {
-				return printBenchJSON(cmd.OutOrStdout(), res)
-			}
-			return printBenchTable(cmd.OutOrStdout(), res)
-		},
+		RunE: benchRunE(o, &cfg.benchLoad, func() error { return cfg.validate() },
+			func(ctx context.Context) (benchResult, error) { return runBenchKV(ctx, cfg) }),
 	}
 	fs := cmd.Flags()
-	fs.IntVar(&cfg.clients, "clients", 64, "concurrent clients (goroutines)")
-	fs.IntVar(&cfg.conns, "conns", 8, "gRPC connections shared by the clients")
-	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to run")
+	cfg.addFlags(fs, 64)
 	fs.StringVar(&cfg.op, "op", opSet, "operation: set, get, incr or mixed (80% get, 20% set)")
 	fs.IntVar(&cfg.valueSize, "value-size", 256, "bytes per value written")
 	fs.IntVar(&cfg.keys, "keys", 10000, "number of distinct keys, chosen uniformly")
@@ -63,9 +69,30 @@ get and 20% set. --timeout bounds each call.`,
 	return cmd
 }
 
+func newBenchSessionCmd(o *clientOptions) *cobra.Command {
+	cfg := benchSessionConfig{}
+	cmd := &cobra.Command{
+		Use:   "session",
+		Short: "Create and revoke sessions with concurrent clients",
+		Long: `Run --clients goroutines, sharing --conns gRPC connections spread round robin over
+--endpoints, that each create a session and revoke it, back to back. One cycle (two raft
+writes) is measured; the throughput is in cycles per second. Calls go straight to the
+generated client, without failover or retries. --timeout bounds each cycle.`,
+		Args: cobra.NoArgs,
+		RunE: benchRunE(o, &cfg.benchLoad, func() error { return cfg.validate() },
+			func(ctx context.Context) (benchResult, error) { return runBenchSession(ctx, cfg) }),
+	}
+	fs := cmd.Flags()
+	cfg.addFlags(fs, 16)
+	fs.DurationVar(&cfg.ttl, "ttl", 10*time.Second, "time to live of the sessions created")
+	fs.StringVar(&cfg.owner, "owner", "bench", "owner of the sessions created")
+	return cmd
+}
+
 // benchResult is what a bench run prints.
 type benchResult struct {
 	Op          string
+	Unit        string // what one operation is called in the output; "" means "ops"
 	Clients     int
 	Conns       int
 	Consistency string
@@ -73,6 +100,14 @@ type benchResult struct {
 	Errors      int
 	FirstError  string
 	Latency     latencySummary
+}
+
+// unit returns what the output calls one operation.
+func (r benchResult) unit() string {
+	if r.Unit == "" {
+		return "ops"
+	}
+	return r.Unit
 }
 
 // throughput returns successful operations per second.
@@ -92,12 +127,12 @@ func printBenchTable(w io.Writer, r benchResult) error {
 	fmt.Fprintf(tw, "clients:\t%d\n", r.Clients)
 	fmt.Fprintf(tw, "conns:\t%d\n", r.Conns)
 	fmt.Fprintf(tw, "duration:\t%s\n", r.Elapsed.Round(time.Millisecond))
-	fmt.Fprintf(tw, "ops:\t%d\n", r.Latency.Count)
+	fmt.Fprintf(tw, "%s:\t%d\n", r.unit(), r.Latency.Count)
 	fmt.Fprintf(tw, "errors:\t%d\n", r.Errors)
 	if r.FirstError != "" {
 		fmt.Fprintf(tw, "first error:\t%s\n", r.FirstError)
 	}
-	fmt.Fprintf(tw, "throughput:\t%.1f ops/s\n", r.throughput())
+	fmt.Fprintf(tw, "throughput:\t%.1f %s/s\n", r.throughput(), r.unit())
 	l := r.Latency
 	for _, p := range []struct {
 		name string
@@ -108,9 +143,11 @@ func printBenchTable(w io.Writer, r benchResult) error {
 	return tw.Flush()
 }
 
-// benchJSON is the JSON form of a benchResult; latencies are in milliseconds.
+// benchJSON is the JSON form of a benchResult; latencies are in milliseconds. Ops and
+// the throughput count operations of the named unit (ops, or cycles for session).
 type benchJSON struct {
 	Op          string  `json:"op"`
+	Unit        string  `json:"unit"`
 	Consistency string  `json:"consistency,omitempty"`
 	Clients     int     `json:"clients"`
 	Conns       int     `json:"conns"`
@@ -131,7 +168,7 @@ func printBenchJSON(w io.Writer, r benchResult) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(benchJSON{
-		Op: r.Op, Consistency: r.Consistency, Clients: r.Clients, Conns: r.Conns,
+		Op: r.Op, Unit: r.unit(), Consistency: r.Consistency, Clients: r.Clients, Conns: r.Conns,
 		DurationS: r.Elapsed.Seconds(), Ops: r.Latency.Count, Errors: r.Errors,
 		FirstError: r.FirstError, OpsPerSec: r.throughput(),
 		P50Ms: toMs(r.Latency.P50), P90Ms: toMs(r.Latency.P90), P99Ms: toMs(r.Latency.P99),

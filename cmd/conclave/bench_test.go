@@ -11,8 +11,8 @@ import (
 func TestBenchKV_MixedAgainstFake(t *testing.T) {
 	f, addr := startFakeKV(t)
 	cfg := benchKVConfig{
-		endpoints: []string{addr, addr}, timeout: 5 * time.Second,
-		clients: 4, conns: 2, duration: 100 * time.Millisecond,
+		benchLoad: benchLoad{endpoints: []string{addr, addr}, timeout: 5 * time.Second,
+			clients: 4, conns: 2, duration: 100 * time.Millisecond},
 		op: opMixed, valueSize: 16, keys: 50, consistency: "stale", seed: 1,
 	}
 	if err := cfg.validate(); err != nil {
@@ -47,7 +47,7 @@ func TestBenchKV_MixedAgainstFake(t *testing.T) {
 }
 
 func TestBenchKVConfig_Validate(t *testing.T) {
-	ok := benchKVConfig{clients: 1, conns: 1, duration: time.Second, op: opSet, keys: 1, consistency: "linearizable"}
+	ok := benchKVConfig{benchLoad: benchLoad{clients: 1, conns: 1, duration: time.Second}, op: opSet, keys: 1, consistency: "linearizable"}
 	tests := []struct {
 		name    string
 		change  func(*benchKVConfig)

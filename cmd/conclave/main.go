@@ -48,7 +48,7 @@ func newRootCmd() *cobra.Command {
 			return bindEnv(cmd)
 		},
 	}
-	root.AddCommand(newServeCmd(), newKVCmd(), newClusterCmd(), newBenchCmd(), newChaosCmd())
+	root.AddCommand(newServeCmd(), newKVCmd(), newClusterCmd(), newSessionCmd(), newBenchCmd(), newChaosCmd())
 	return root
 }
 

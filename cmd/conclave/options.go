@@ -27,7 +27,7 @@ const (
 )
 
 // clientOptions are the persistent flags of the client command groups (kv, cluster,
-// bench).
+// session, bench).
 type clientOptions struct {
 	endpoints []string
 	output    string
