@@ -23,6 +23,10 @@ var (
 	ErrWrongType = errors.New("fsm: wrong type")
 	// ErrOutOfRange: the result would leave the representable range (integer overflow).
 	ErrOutOfRange = errors.New("fsm: out of range")
+	// ErrAborted: a fencing token is stale: the lock is no longer held with it.
+	ErrAborted = errors.New("fsm: stale fencing token")
+	// ErrLockHeld: the lock is held, or others wait first, and the caller would not wait.
+	ErrLockHeld = errors.New("fsm: lock held")
 )
 
 var codeSentinel = map[fsmv1.ErrorCode]error{
@@ -32,6 +36,8 @@ var codeSentinel = map[fsmv1.ErrorCode]error{
 	fsmv1.ErrorCode_ERROR_CODE_CONDITION_FAILED: ErrConditionFailed,
 	fsmv1.ErrorCode_ERROR_CODE_WRONG_TYPE:       ErrWrongType,
 	fsmv1.ErrorCode_ERROR_CODE_OUT_OF_RANGE:     ErrOutOfRange,
+	fsmv1.ErrorCode_ERROR_CODE_ABORTED:          ErrAborted,
+	fsmv1.ErrorCode_ERROR_CODE_LOCK_HELD:        ErrLockHeld,
 }
 
 // Error is a typed domain failure: its Code classifies it, Key names the key involved

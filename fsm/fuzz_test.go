@@ -188,7 +188,7 @@ func FuzzApply(f *testing.F) {
 }
 
 func sentinelOf(err error) error {
-	for _, s := range []error{fsm.ErrInvalidArgument, fsm.ErrNotFound, fsm.ErrAlreadyExists, fsm.ErrConditionFailed, fsm.ErrWrongType, fsm.ErrOutOfRange} {
+	for _, s := range []error{fsm.ErrInvalidArgument, fsm.ErrNotFound, fsm.ErrAlreadyExists, fsm.ErrConditionFailed, fsm.ErrWrongType, fsm.ErrOutOfRange, fsm.ErrAborted, fsm.ErrLockHeld} {
 		if errors.Is(err, s) {
 			return s
 		}

@@ -57,6 +57,12 @@ func cmd(now int64, op proto.Message) *fsmv1.Command {
 		c.Op = &fsmv1.Command_SessionSetAttributes{SessionSetAttributes: o}
 	case *fsmv1.SessionExpire:
 		c.Op = &fsmv1.Command_SessionExpire{SessionExpire: o}
+	case *fsmv1.LockAcquire:
+		c.Op = &fsmv1.Command_LockAcquire{LockAcquire: o}
+	case *fsmv1.LockRelease:
+		c.Op = &fsmv1.Command_LockRelease{LockRelease: o}
+	case *fsmv1.LockCancel:
+		c.Op = &fsmv1.Command_LockCancel{LockCancel: o}
 	default:
 		panic(fmt.Sprintf("cmd: unsupported op %T", op))
 	}

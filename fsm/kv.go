@@ -54,6 +54,11 @@ func (m *Machine) set(s *state, index uint64, now int64, req *conclavev1.SetRequ
 	if req.GetTtlMs() < 0 {
 		return nil, errInvalid(key, "ttl_ms must not be negative")
 	}
+	if f := req.GetFence(); f != nil {
+		if err := checkFence(s, f.GetLock(), f.GetToken()); err != nil {
+			return nil, err
+		}
+	}
 	if id := req.GetSessionId(); id != 0 {
 		if _, ok := s.sessions.Get(&session{id: id}); !ok {
 			return nil, newError(fsmv1.ErrorCode_ERROR_CODE_NOT_FOUND, key, "session %d does not exist", id)
@@ -100,6 +105,11 @@ func (m *Machine) multiSet(index uint64, now int64, req *conclavev1.MultiSetRequ
 
 func (m *Machine) delete(s *state, now int64, req *conclavev1.DeleteRequest) (*fsmv1.Result_Delete, *Error) {
 	keys := req.GetKeys()
+	if f := req.GetFence(); f != nil {
+		if err := checkFence(s, f.GetLock(), f.GetToken()); err != nil {
+			return nil, err
+		}
+	}
 	if req.IfRevision != nil {
 		if len(keys) != 1 {
 			return nil, errInvalid(nil, "if_revision needs exactly one key, got %d", len(keys))

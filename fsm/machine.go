@@ -133,13 +133,19 @@ func (m *Machine) dispatch(index uint64, now int64, cmd *fsmv1.Command) *fsmv1.R
 	case *fsmv1.Command_SessionCreate:
 		res.Value, err = m.sessionCreate(index, now, op.SessionCreate)
 	case *fsmv1.Command_SessionRevoke:
-		res.Value, err = m.sessionRevoke(now, op.SessionRevoke)
+		res.Value, err = m.sessionRevoke(index, now, op.SessionRevoke)
 	case *fsmv1.Command_SessionRevokeByOwner:
-		res.Value = m.sessionRevokeByOwner(now, op.SessionRevokeByOwner)
+		res.Value = m.sessionRevokeByOwner(index, now, op.SessionRevokeByOwner)
 	case *fsmv1.Command_SessionSetAttributes:
 		res.Value, err = m.sessionSetAttributes(index, op.SessionSetAttributes)
 	case *fsmv1.Command_SessionExpire:
-		res.Value = m.sessionExpire(now, op.SessionExpire)
+		res.Value = m.sessionExpire(index, now, op.SessionExpire)
+	case *fsmv1.Command_LockAcquire:
+		res.Value, err = m.lockAcquire(index, now, op.LockAcquire)
+	case *fsmv1.Command_LockRelease:
+		res.Value, err = m.lockRelease(index, now, op.LockRelease)
+	case *fsmv1.Command_LockCancel:
+		res.Value = m.lockCancel(index, now, op.LockCancel)
 	case nil:
 		// An empty command only advances the clock.
 	default:

@@ -73,7 +73,13 @@ type gen struct {
 	index    uint64
 	now      int64
 	ids      []string
-	sessions []uint64 // indexes of valid SessionCreate commands (retried ones never existed)
+	sessions []uint64  // indexes of valid SessionCreate commands (retried ones never existed)
+	acquires []lockRef // LockAcquire commands: their index is the token of those granted at once
+}
+
+type lockRef struct {
+	name  string
+	index uint64
 }
 
 func genLog(seed uint64, n int) []logEntry {
@@ -254,8 +260,46 @@ func (g *gen) attributes() []*fsmv1.Attribute {
 	return out // sometimes a repeated name: invalid
 }
 
-// session makes c one of the five session commands.
+// lock makes c a lock acquire, release or cancel, on a few names, with tokens and
+// waiter ids drawn from recent indexes (so sometimes valid, sometimes stale).
+func (g *gen) lock(c *fsmv1.Command) {
+	name := string(rune('A' + g.r.IntN(3)))
+	recent := func() uint64 { return g.index - uint64(g.r.IntN(int(min(g.index, 40)))) }
+	switch w := g.r.IntN(100); {
+	case w < 55:
+		op := &fsmv1.LockAcquire{Name: name, SessionId: g.sessionID(), Wait: g.r.IntN(2) == 0}
+		if name == "C" { // a semaphore of 2, sometimes asked with the wrong limit
+			op.Mode, op.Limit = fsmv1.LockMode_LOCK_MODE_SHARED, 2
+			if g.r.IntN(10) == 0 {
+				op.Limit = 3
+			}
+		} else if g.r.IntN(3) == 0 {
+			op.Mode = fsmv1.LockMode_LOCK_MODE_SHARED
+		}
+		g.acquires = append(g.acquires, lockRef{name, g.index})
+		c.Op = &fsmv1.Command_LockAcquire{LockAcquire: op}
+	case w < 85:
+		token := recent()
+		if n := len(g.acquires); n > 0 && g.r.IntN(4) > 0 {
+			ref := g.acquires[n-1] // the latest acquire is the likeliest still held
+			if g.r.IntN(3) == 0 {
+				ref = g.acquires[g.r.IntN(n)]
+			}
+			name, token = ref.name, ref.index
+		}
+		c.Op = &fsmv1.Command_LockRelease{LockRelease: &fsmv1.LockRelease{Name: name, Token: token}}
+	default:
+		c.Op = &fsmv1.Command_LockCancel{LockCancel: &fsmv1.LockCancel{Name: name, Waiter: recent()}}
+	}
+}
+
+// session makes c one of the five session commands, or (two times in five) a lock
+// command.
 func (g *gen) session(c *fsmv1.Command) {
+	if g.r.IntN(5) < 2 {
+		g.lock(c)
+		return
+	}
 	switch w := g.r.IntN(100); {
 	case w < 35:
 		op := &fsmv1.SessionCreate{Owner: g.owner(), TtlMs: 1 + g.r.Int64N(10_000), Attributes: g.attributes()}
@@ -433,7 +477,8 @@ func TestRandom_Replicas(t *testing.T) {
 
 	t.Logf("final snapshot %d bytes, clock %+dms", len(final), (a.Clock()-t0)/ms)
 	for _, k := range []string{"Set", "MultiSet", "Delete", "Increment", "Expire", "Txn", "ExpireDue", "LeaderStart", "MemberPut", "MemberRemove", "empty", "SetInSession",
-		"SessionCreate", "SessionRevoke", "SessionRevokeByOwner", "SessionSetAttributes", "SessionExpire"} {
+		"SessionCreate", "SessionRevoke", "SessionRevokeByOwner", "SessionSetAttributes", "SessionExpire",
+		"LockAcquire", "LockRelease", "LockCancel"} {
 		c := stats[k]
 		if c == nil {
 			c = &counts{}

@@ -62,14 +62,16 @@ func (s *state) addSession(ss *session) {
 	s.owners.Set(ownerRef{ss.owner, ss.id})
 }
 
-// endSession removes a session, its owner index entry and every key attached to it,
-// and reports how many live keys it deleted.
-func (s *state) endSession(id uint64, now int64) (bool, int64) {
+// endSession removes a session, its owner index entry, its holds and waits on locks
+// (granting the next waiters with token index) and every key attached to it, and
+// reports how many live keys it deleted.
+func (s *state) endSession(id, index uint64, now int64) (bool, int64) {
 	ss, ok := s.sessions.Delete(&session{id: id})
 	if !ok {
 		return false, 0
 	}
 	s.owners.Delete(ownerRef{ss.owner, id})
+	s.releaseSession(id, index, now)
 	var keys []string
 	s.sessionKeys.Ascend(sessionKey{id: id}, func(k sessionKey) bool {
 		if k.id != id {
@@ -138,15 +140,15 @@ func errNoSession(id uint64) *Error {
 	return newError(fsmv1.ErrorCode_ERROR_CODE_NOT_FOUND, nil, "session %d does not exist", id)
 }
 
-func (m *Machine) sessionRevoke(now int64, op *fsmv1.SessionRevoke) (*fsmv1.Result_Session, *Error) {
-	ok, deleted := m.st.endSession(op.GetId(), now)
+func (m *Machine) sessionRevoke(index uint64, now int64, op *fsmv1.SessionRevoke) (*fsmv1.Result_Session, *Error) {
+	ok, deleted := m.st.endSession(op.GetId(), index, now)
 	if !ok {
 		return nil, errNoSession(op.GetId())
 	}
 	return &fsmv1.Result_Session{Session: &fsmv1.SessionResult{Id: op.GetId(), Ended: 1, KeysDeleted: deleted}}, nil
 }
 
-func (m *Machine) sessionRevokeByOwner(now int64, op *fsmv1.SessionRevokeByOwner) *fsmv1.Result_Session {
+func (m *Machine) sessionRevokeByOwner(index uint64, now int64, op *fsmv1.SessionRevokeByOwner) *fsmv1.Result_Session {
 	var ids []uint64
 	m.st.owners.Ascend(ownerRef{owner: op.GetOwner()}, func(r ownerRef) bool {
 		if r.owner != op.GetOwner() {
@@ -155,18 +157,18 @@ func (m *Machine) sessionRevokeByOwner(now int64, op *fsmv1.SessionRevokeByOwner
 		ids = append(ids, r.id)
 		return true
 	})
-	return &fsmv1.Result_Session{Session: m.endSessions(now, ids)}
+	return &fsmv1.Result_Session{Session: m.endSessions(index, now, ids)}
 }
 
 // sessionExpire ends the listed sessions that still exist; the leader proposes it.
-func (m *Machine) sessionExpire(now int64, op *fsmv1.SessionExpire) *fsmv1.Result_Session {
-	return &fsmv1.Result_Session{Session: m.endSessions(now, op.GetIds())}
+func (m *Machine) sessionExpire(index uint64, now int64, op *fsmv1.SessionExpire) *fsmv1.Result_Session {
+	return &fsmv1.Result_Session{Session: m.endSessions(index, now, op.GetIds())}
 }
 
-func (m *Machine) endSessions(now int64, ids []uint64) *fsmv1.SessionResult {
+func (m *Machine) endSessions(index uint64, now int64, ids []uint64) *fsmv1.SessionResult {
 	res := &fsmv1.SessionResult{}
 	for _, id := range ids {
-		if ok, deleted := m.st.endSession(id, now); ok {
+		if ok, deleted := m.st.endSession(id, index, now); ok {
 			res.Ended++
 			res.KeysDeleted += deleted
 		}

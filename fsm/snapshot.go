@@ -20,7 +20,7 @@ import (
 //	magic "CNCLSNAP" | uint32 big-endian format version
 //	uvarint length | SnapshotMeta
 //	(uvarint length | SnapshotRecord)*   entries by key, members by id, sessions by id,
-//	                                     dedup by age
+//	                                     locks by name, dedup by age
 //	uvarint 0 | uint32 big-endian CRC-32C of every byte before it
 //
 // Records are marshalled deterministically, so equal states give equal bytes.
@@ -79,6 +79,10 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	})
 	s.st.sessions.Scan(func(ss *session) bool {
 		sw.record(&fsmv1.SnapshotRecord{Record: &fsmv1.SnapshotRecord_Session{Session: ss.proto()}})
+		return sw.err == nil
+	})
+	s.st.locks.Scan(func(l *lockState) bool {
+		sw.record(&fsmv1.SnapshotRecord{Record: &fsmv1.SnapshotRecord_Lock{Lock: l.proto()}})
 		return sw.err == nil
 	})
 	s.st.dedupAges.Scan(func(a dedupAge) bool {
@@ -181,6 +185,9 @@ func readSnapshot(r io.Reader) (*state, *fsmv1.SnapshotMeta, error) {
 				modRev: e.GetModRevision(), version: e.GetVersion(), expiresAt: e.GetExpiresAtUnixNano(), session: e.GetSessionId()})
 		case *fsmv1.SnapshotRecord_Session:
 			st.addSession(sessionFromProto(x.Session))
+		case *fsmv1.SnapshotRecord_Lock:
+			r := x.Lock
+			st.putLock(&lockState{name: r.GetName(), limit: r.GetLimit(), holders: r.GetHolders(), waiters: r.GetWaiters()})
 		case *fsmv1.SnapshotRecord_Member:
 			st.members.Set(x.Member)
 		case *fsmv1.SnapshotRecord_Dedup:

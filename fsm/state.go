@@ -92,35 +92,41 @@ type state struct {
 	sessions  *btree.BTreeG[*session]
 	// owners indexes sessions by (owner, id); sessionKeys the keys attached to each
 	// session by (session, key). Both are derived: Restore rebuilds them.
-	owners      *btree.BTreeG[ownerRef]
-	sessionKeys *btree.BTreeG[sessionKey]
+	owners       *btree.BTreeG[ownerRef]
+	sessionKeys  *btree.BTreeG[sessionKey]
+	locks        *btree.BTreeG[*lockState]
+	sessionLocks *btree.BTreeG[sessionLock] // derived
 }
 
 var treeOpts = btree.Options{NoLocks: true}
 
 func newState() *state {
 	return &state{
-		entries:     btree.NewBTreeGOptions(func(a, b *entry) bool { return a.key < b.key }, treeOpts),
-		deadlines:   btree.NewBTreeGOptions(deadlineLess, treeOpts),
-		dedup:       btree.NewBTreeGOptions(func(a, b *dedupRecord) bool { return a.id < b.id }, treeOpts),
-		dedupAges:   btree.NewBTreeGOptions(dedupAgeLess, treeOpts),
-		members:     btree.NewBTreeGOptions(func(a, b *fsmv1.Member) bool { return a.GetId() < b.GetId() }, treeOpts),
-		sessions:    btree.NewBTreeGOptions(func(a, b *session) bool { return a.id < b.id }, treeOpts),
-		owners:      btree.NewBTreeGOptions(ownerRefLess, treeOpts),
-		sessionKeys: btree.NewBTreeGOptions(sessionKeyLess, treeOpts),
+		entries:      btree.NewBTreeGOptions(func(a, b *entry) bool { return a.key < b.key }, treeOpts),
+		deadlines:    btree.NewBTreeGOptions(deadlineLess, treeOpts),
+		dedup:        btree.NewBTreeGOptions(func(a, b *dedupRecord) bool { return a.id < b.id }, treeOpts),
+		dedupAges:    btree.NewBTreeGOptions(dedupAgeLess, treeOpts),
+		members:      btree.NewBTreeGOptions(func(a, b *fsmv1.Member) bool { return a.GetId() < b.GetId() }, treeOpts),
+		sessions:     btree.NewBTreeGOptions(func(a, b *session) bool { return a.id < b.id }, treeOpts),
+		owners:       btree.NewBTreeGOptions(ownerRefLess, treeOpts),
+		sessionKeys:  btree.NewBTreeGOptions(sessionKeyLess, treeOpts),
+		locks:        btree.NewBTreeGOptions(func(a, b *lockState) bool { return a.name < b.name }, treeOpts),
+		sessionLocks: btree.NewBTreeGOptions(sessionLockLess, treeOpts),
 	}
 }
 
 func (s *state) clone() *state {
 	return &state{
-		entries:     s.entries.Copy(),
-		deadlines:   s.deadlines.Copy(),
-		dedup:       s.dedup.Copy(),
-		dedupAges:   s.dedupAges.Copy(),
-		members:     s.members.Copy(),
-		sessions:    s.sessions.Copy(),
-		owners:      s.owners.Copy(),
-		sessionKeys: s.sessionKeys.Copy(),
+		entries:      s.entries.Copy(),
+		deadlines:    s.deadlines.Copy(),
+		dedup:        s.dedup.Copy(),
+		dedupAges:    s.dedupAges.Copy(),
+		members:      s.members.Copy(),
+		sessions:     s.sessions.Copy(),
+		owners:       s.owners.Copy(),
+		sessionKeys:  s.sessionKeys.Copy(),
+		locks:        s.locks.Copy(),
+		sessionLocks: s.sessionLocks.Copy(),
 	}
 }
 

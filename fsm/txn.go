@@ -12,6 +12,11 @@ import (
 // copy-on-write clone of the state and swaps it in only if every operation succeeded, so a
 // transaction is all or nothing. Every key it touches gets the same revision, index.
 func (m *Machine) txn(index uint64, now int64, req *conclavev1.TxnRequest) (*fsmv1.Result_Txn, *Error) {
+	if f := req.GetFence(); f != nil {
+		if err := checkFence(m.st, f.GetLock(), f.GetToken()); err != nil {
+			return nil, err
+		}
+	}
 	succeeded := true
 	for _, c := range req.GetCompares() {
 		ok, err := compare(m.st, now, c)

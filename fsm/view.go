@@ -152,3 +152,12 @@ func (v *View) SessionsByOwner(owner string, after uint64, limit int) (out []*fs
 
 // SessionCount is the number of live sessions.
 func (v *View) SessionCount() int { return v.st.sessions.Len() }
+
+// Lock returns a lock's holders and FIFO waiters; false when it has neither.
+func (v *View) Lock(name string) (*fsmv1.LockRecord, bool) {
+	l, ok := v.st.locks.Get(&lockState{name: name})
+	if !ok {
+		return nil, false
+	}
+	return l.proto(), true
+}

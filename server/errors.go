@@ -35,6 +35,8 @@ var errorTable = []struct {
 	{fsm.ErrConditionFailed, codes.FailedPrecondition, "CONDITION_FAILED"},
 	{fsm.ErrWrongType, codes.FailedPrecondition, "WRONG_TYPE"},
 	{fsm.ErrOutOfRange, codes.OutOfRange, "OUT_OF_RANGE"},
+	{fsm.ErrAborted, codes.Aborted, "FENCE_STALE"},
+	{fsm.ErrLockHeld, codes.FailedPrecondition, "LOCK_HELD"},
 	{errRequestIDReused, codes.FailedPrecondition, "REQUEST_ID_REUSED"},
 	{cluster.ErrNoLeader, codes.Unavailable, "NO_LEADER"},
 	{cluster.ErrNotLeader, codes.Unavailable, "NOT_LEADER"},

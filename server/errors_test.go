@@ -34,6 +34,8 @@ func TestToStatus_Table(t *testing.T) {
 		{"condition failed", fsmErr(fsmv1.ErrorCode_ERROR_CODE_CONDITION_FAILED, "k", "if_absent: key exists"), codes.FailedPrecondition, "CONDITION_FAILED", "k", `key "k": if_absent: key exists`},
 		{"wrong type", fsmErr(fsmv1.ErrorCode_ERROR_CODE_WRONG_TYPE, "k", "not an integer"), codes.FailedPrecondition, "WRONG_TYPE", "k", `key "k": not an integer`},
 		{"out of range", fsmErr(fsmv1.ErrorCode_ERROR_CODE_OUT_OF_RANGE, "k", "overflow"), codes.OutOfRange, "OUT_OF_RANGE", "k", `key "k": overflow`},
+		{"stale fence", fsmErr(fsmv1.ErrorCode_ERROR_CODE_ABORTED, "L", "lock is not held with fencing token 7"), codes.Aborted, "FENCE_STALE", "L", `key "L": lock is not held with fencing token 7`},
+		{"lock held", fsmErr(fsmv1.ErrorCode_ERROR_CODE_LOCK_HELD, "L", "held"), codes.FailedPrecondition, "LOCK_HELD", "L", `key "L": held`},
 		{"fsm error without key", fsmErr(fsmv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "", "member id must not be empty"), codes.InvalidArgument, "INVALID_ARGUMENT", "", "member id must not be empty"},
 		{"bare sentinel", fsm.ErrConditionFailed, codes.FailedPrecondition, "CONDITION_FAILED", "", "fsm: condition failed"},
 		{"validation", invalid("key", "must be 1 to 1024 bytes, got 0"), codes.InvalidArgument, "INVALID_ARGUMENT", "", "key: must be 1 to 1024 bytes, got 0"},

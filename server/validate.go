@@ -147,6 +147,7 @@ func validateSet(prefix string, req *conclavev1.SetRequest) error {
 		checkValue(at(prefix, "value"), req.GetValue()),
 		checkTTL(at(prefix, "ttl_ms"), req.GetTtlMs()),
 		checkRequestID(at(prefix, "request_id"), req.GetRequestId()),
+		checkFence(at(prefix, "fence"), req.GetFence()),
 	)
 	switch {
 	case err != nil:
@@ -178,6 +179,9 @@ func validateMultiSet(req *conclavev1.MultiSetRequest) error {
 
 // validateDelete checks a DeleteRequest; prefix is its path inside a Txn ("" standalone).
 func validateDelete(prefix string, req *conclavev1.DeleteRequest) error {
+	if err := checkFence(at(prefix, "fence"), req.GetFence()); err != nil {
+		return err
+	}
 	keys := req.GetKeys()
 	if n := len(keys); n == 0 || n > MaxDeleteKeys {
 		return invalid(at(prefix, "keys"), "must have 1 to %d keys, got %d", MaxDeleteKeys, n)
@@ -279,4 +283,18 @@ func validateJoin(req *conclavev1.JoinRequest) error {
 		checkHostPort("raft_address", req.GetRaftAddress()),
 		checkHostPort("grpc_address", req.GetGrpcAddress()),
 	)
+}
+
+// checkFence accepts no fence, or a lock name of 1 to MaxKeyBytes bytes and a token.
+func checkFence(field string, f *conclavev1.Fence) error {
+	if f == nil {
+		return nil
+	}
+	if n := len(f.GetLock()); n == 0 || n > MaxKeyBytes {
+		return invalid(field+".lock", "must be 1 to %d bytes, got %d", MaxKeyBytes, n)
+	}
+	if f.GetToken() == 0 {
+		return invalid(field+".token", "must be a fencing token a lock granted (non-zero)")
+	}
+	return nil
 }

@@ -11,7 +11,7 @@ import (
 // operations per branch, each valid as its standalone RPC and without a request id of
 // its own (the Txn's request_id covers them all).
 func validateTxn(req *conclavev1.TxnRequest) error {
-	if err := checkRequestID("request_id", req.GetRequestId()); err != nil {
+	if err := firstErr(checkRequestID("request_id", req.GetRequestId()), checkFence("fence", req.GetFence())); err != nil {
 		return err
 	}
 	if n := len(req.GetCompares()); n > MaxTxnCompares {

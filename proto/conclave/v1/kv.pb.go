@@ -524,7 +524,10 @@ type SetRequest struct {
 	// request_id makes retries idempotent: a known id returns the first result.
 	RequestId string `protobuf:"bytes,9,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// session_id attaches the key to a session: the key is deleted when the session ends.
-	SessionId     uint64 `protobuf:"varint,10,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	SessionId uint64 `protobuf:"varint,10,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// fence makes the write conditional on holding a lock: ABORTED if the lock is no
+	// longer held with the token.
+	Fence         *Fence `protobuf:"bytes,11,opt,name=fence,proto3" json:"fence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -629,6 +632,66 @@ func (x *SetRequest) GetSessionId() uint64 {
 	return 0
 }
 
+func (x *SetRequest) GetFence() *Fence {
+	if x != nil {
+		return x.Fence
+	}
+	return nil
+}
+
+// Fence names a lock and the fencing token its holder was granted.
+type Fence struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lock          string                 `protobuf:"bytes,1,opt,name=lock,proto3" json:"lock,omitempty"`
+	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fence) Reset() {
+	*x = Fence{}
+	mi := &file_conclave_v1_kv_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fence) ProtoMessage() {}
+
+func (x *Fence) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_v1_kv_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fence.ProtoReflect.Descriptor instead.
+func (*Fence) Descriptor() ([]byte, []int) {
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Fence) GetLock() string {
+	if x != nil {
+		return x.Lock
+	}
+	return ""
+}
+
+func (x *Fence) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
 type SetResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Header *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -641,7 +704,7 @@ type SetResponse struct {
 
 func (x *SetResponse) Reset() {
 	*x = SetResponse{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[7]
+	mi := &file_conclave_v1_kv_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +716,7 @@ func (x *SetResponse) String() string {
 func (*SetResponse) ProtoMessage() {}
 
 func (x *SetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[7]
+	mi := &file_conclave_v1_kv_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +729,7 @@ func (x *SetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResponse.ProtoReflect.Descriptor instead.
 func (*SetResponse) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{7}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SetResponse) GetHeader() *ResponseHeader {
@@ -702,7 +765,7 @@ type KeyValueInput struct {
 
 func (x *KeyValueInput) Reset() {
 	*x = KeyValueInput{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[8]
+	mi := &file_conclave_v1_kv_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +777,7 @@ func (x *KeyValueInput) String() string {
 func (*KeyValueInput) ProtoMessage() {}
 
 func (x *KeyValueInput) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[8]
+	mi := &file_conclave_v1_kv_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +790,7 @@ func (x *KeyValueInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValueInput.ProtoReflect.Descriptor instead.
 func (*KeyValueInput) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{8}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *KeyValueInput) GetKey() []byte {
@@ -761,7 +824,7 @@ type MultiSetRequest struct {
 
 func (x *MultiSetRequest) Reset() {
 	*x = MultiSetRequest{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[9]
+	mi := &file_conclave_v1_kv_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +836,7 @@ func (x *MultiSetRequest) String() string {
 func (*MultiSetRequest) ProtoMessage() {}
 
 func (x *MultiSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[9]
+	mi := &file_conclave_v1_kv_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +849,7 @@ func (x *MultiSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MultiSetRequest.ProtoReflect.Descriptor instead.
 func (*MultiSetRequest) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{9}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MultiSetRequest) GetEntries() []*KeyValueInput {
@@ -812,7 +875,7 @@ type MultiSetResponse struct {
 
 func (x *MultiSetResponse) Reset() {
 	*x = MultiSetResponse{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[10]
+	mi := &file_conclave_v1_kv_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +887,7 @@ func (x *MultiSetResponse) String() string {
 func (*MultiSetResponse) ProtoMessage() {}
 
 func (x *MultiSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[10]
+	mi := &file_conclave_v1_kv_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +900,7 @@ func (x *MultiSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MultiSetResponse.ProtoReflect.Descriptor instead.
 func (*MultiSetResponse) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{10}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MultiSetResponse) GetHeader() *ResponseHeader {
@@ -854,13 +917,14 @@ type DeleteRequest struct {
 	IfRevision     *uint64 `protobuf:"varint,2,opt,name=if_revision,json=ifRevision,proto3,oneof" json:"if_revision,omitempty"`
 	ReturnPrevious bool    `protobuf:"varint,3,opt,name=return_previous,json=returnPrevious,proto3" json:"return_previous,omitempty"`
 	RequestId      string  `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Fence          *Fence  `protobuf:"bytes,5,opt,name=fence,proto3" json:"fence,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[11]
+	mi := &file_conclave_v1_kv_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +936,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[11]
+	mi := &file_conclave_v1_kv_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +949,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{11}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeleteRequest) GetKeys() [][]byte {
@@ -916,6 +980,13 @@ func (x *DeleteRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *DeleteRequest) GetFence() *Fence {
+	if x != nil {
+		return x.Fence
+	}
+	return nil
+}
+
 type DeleteResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Header *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -929,7 +1000,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[12]
+	mi := &file_conclave_v1_kv_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1012,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[12]
+	mi := &file_conclave_v1_kv_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1025,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{12}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteResponse) GetHeader() *ResponseHeader {
@@ -991,7 +1062,7 @@ type IncrementRequest struct {
 
 func (x *IncrementRequest) Reset() {
 	*x = IncrementRequest{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[13]
+	mi := &file_conclave_v1_kv_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1074,7 @@ func (x *IncrementRequest) String() string {
 func (*IncrementRequest) ProtoMessage() {}
 
 func (x *IncrementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[13]
+	mi := &file_conclave_v1_kv_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1087,7 @@ func (x *IncrementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementRequest.ProtoReflect.Descriptor instead.
 func (*IncrementRequest) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{13}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *IncrementRequest) GetKey() []byte {
@@ -1058,7 +1129,7 @@ type IncrementResponse struct {
 
 func (x *IncrementResponse) Reset() {
 	*x = IncrementResponse{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[14]
+	mi := &file_conclave_v1_kv_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1141,7 @@ func (x *IncrementResponse) String() string {
 func (*IncrementResponse) ProtoMessage() {}
 
 func (x *IncrementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[14]
+	mi := &file_conclave_v1_kv_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1154,7 @@ func (x *IncrementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementResponse.ProtoReflect.Descriptor instead.
 func (*IncrementResponse) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{14}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *IncrementResponse) GetHeader() *ResponseHeader {
@@ -1122,7 +1193,7 @@ type ExpireRequest struct {
 
 func (x *ExpireRequest) Reset() {
 	*x = ExpireRequest{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[15]
+	mi := &file_conclave_v1_kv_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1134,7 +1205,7 @@ func (x *ExpireRequest) String() string {
 func (*ExpireRequest) ProtoMessage() {}
 
 func (x *ExpireRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[15]
+	mi := &file_conclave_v1_kv_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1147,7 +1218,7 @@ func (x *ExpireRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireRequest.ProtoReflect.Descriptor instead.
 func (*ExpireRequest) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{15}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExpireRequest) GetKey() []byte {
@@ -1195,7 +1266,7 @@ type ExpireResponse struct {
 
 func (x *ExpireResponse) Reset() {
 	*x = ExpireResponse{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[16]
+	mi := &file_conclave_v1_kv_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1278,7 @@ func (x *ExpireResponse) String() string {
 func (*ExpireResponse) ProtoMessage() {}
 
 func (x *ExpireResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[16]
+	mi := &file_conclave_v1_kv_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1291,7 @@ func (x *ExpireResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireResponse.ProtoReflect.Descriptor instead.
 func (*ExpireResponse) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{16}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExpireResponse) GetHeader() *ResponseHeader {
@@ -1247,7 +1318,7 @@ type TTLRequest struct {
 
 func (x *TTLRequest) Reset() {
 	*x = TTLRequest{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[17]
+	mi := &file_conclave_v1_kv_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1330,7 @@ func (x *TTLRequest) String() string {
 func (*TTLRequest) ProtoMessage() {}
 
 func (x *TTLRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[17]
+	mi := &file_conclave_v1_kv_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1343,7 @@ func (x *TTLRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TTLRequest.ProtoReflect.Descriptor instead.
 func (*TTLRequest) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{17}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TTLRequest) GetKey() []byte {
@@ -1301,7 +1372,7 @@ type TTLResponse struct {
 
 func (x *TTLResponse) Reset() {
 	*x = TTLResponse{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[18]
+	mi := &file_conclave_v1_kv_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1313,7 +1384,7 @@ func (x *TTLResponse) String() string {
 func (*TTLResponse) ProtoMessage() {}
 
 func (x *TTLResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[18]
+	mi := &file_conclave_v1_kv_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1397,7 @@ func (x *TTLResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TTLResponse.ProtoReflect.Descriptor instead.
 func (*TTLResponse) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{18}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TTLResponse) GetHeader() *ResponseHeader {
@@ -1365,7 +1436,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[19]
+	mi := &file_conclave_v1_kv_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1448,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[19]
+	mi := &file_conclave_v1_kv_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1461,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{19}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ScanRequest) GetPrefix() []byte {
@@ -1440,7 +1511,7 @@ type ScanResponse struct {
 
 func (x *ScanResponse) Reset() {
 	*x = ScanResponse{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[20]
+	mi := &file_conclave_v1_kv_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1452,7 +1523,7 @@ func (x *ScanResponse) String() string {
 func (*ScanResponse) ProtoMessage() {}
 
 func (x *ScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[20]
+	mi := &file_conclave_v1_kv_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1465,7 +1536,7 @@ func (x *ScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanResponse.ProtoReflect.Descriptor instead.
 func (*ScanResponse) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{20}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ScanResponse) GetHeader() *ResponseHeader {
@@ -1509,7 +1580,7 @@ type Compare struct {
 
 func (x *Compare) Reset() {
 	*x = Compare{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[21]
+	mi := &file_conclave_v1_kv_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1592,7 @@ func (x *Compare) String() string {
 func (*Compare) ProtoMessage() {}
 
 func (x *Compare) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[21]
+	mi := &file_conclave_v1_kv_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1605,7 @@ func (x *Compare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Compare.ProtoReflect.Descriptor instead.
 func (*Compare) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{21}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Compare) GetKey() []byte {
@@ -1653,7 +1724,7 @@ type TxnOp struct {
 
 func (x *TxnOp) Reset() {
 	*x = TxnOp{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[22]
+	mi := &file_conclave_v1_kv_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1736,7 @@ func (x *TxnOp) String() string {
 func (*TxnOp) ProtoMessage() {}
 
 func (x *TxnOp) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[22]
+	mi := &file_conclave_v1_kv_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1749,7 @@ func (x *TxnOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnOp.ProtoReflect.Descriptor instead.
 func (*TxnOp) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{22}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TxnOp) GetOp() isTxnOp_Op {
@@ -1752,7 +1823,7 @@ type TxnOpResult struct {
 
 func (x *TxnOpResult) Reset() {
 	*x = TxnOpResult{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[23]
+	mi := &file_conclave_v1_kv_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1835,7 @@ func (x *TxnOpResult) String() string {
 func (*TxnOpResult) ProtoMessage() {}
 
 func (x *TxnOpResult) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[23]
+	mi := &file_conclave_v1_kv_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1848,7 @@ func (x *TxnOpResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnOpResult.ProtoReflect.Descriptor instead.
 func (*TxnOpResult) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{23}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TxnOpResult) GetResult() isTxnOpResult_Result {
@@ -1837,18 +1908,20 @@ func (*TxnOpResult_Delete) isTxnOpResult_Result() {}
 func (*TxnOpResult_Increment) isTxnOpResult_Result() {}
 
 type TxnRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Compares      []*Compare             `protobuf:"bytes,1,rep,name=compares,proto3" json:"compares,omitempty"`
-	Success       []*TxnOp               `protobuf:"bytes,2,rep,name=success,proto3" json:"success,omitempty"`
-	Failure       []*TxnOp               `protobuf:"bytes,3,rep,name=failure,proto3" json:"failure,omitempty"`
-	RequestId     string                 `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Compares  []*Compare             `protobuf:"bytes,1,rep,name=compares,proto3" json:"compares,omitempty"`
+	Success   []*TxnOp               `protobuf:"bytes,2,rep,name=success,proto3" json:"success,omitempty"`
+	Failure   []*TxnOp               `protobuf:"bytes,3,rep,name=failure,proto3" json:"failure,omitempty"`
+	RequestId string                 `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// fence applies to the whole transaction: nothing is evaluated unless it holds.
+	Fence         *Fence `protobuf:"bytes,5,opt,name=fence,proto3" json:"fence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TxnRequest) Reset() {
 	*x = TxnRequest{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[24]
+	mi := &file_conclave_v1_kv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1860,7 +1933,7 @@ func (x *TxnRequest) String() string {
 func (*TxnRequest) ProtoMessage() {}
 
 func (x *TxnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[24]
+	mi := &file_conclave_v1_kv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1873,7 +1946,7 @@ func (x *TxnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnRequest.ProtoReflect.Descriptor instead.
 func (*TxnRequest) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{24}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TxnRequest) GetCompares() []*Compare {
@@ -1904,6 +1977,13 @@ func (x *TxnRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *TxnRequest) GetFence() *Fence {
+	if x != nil {
+		return x.Fence
+	}
+	return nil
+}
+
 type TxnResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Header *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -1916,7 +1996,7 @@ type TxnResponse struct {
 
 func (x *TxnResponse) Reset() {
 	*x = TxnResponse{}
-	mi := &file_conclave_v1_kv_proto_msgTypes[25]
+	mi := &file_conclave_v1_kv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2008,7 @@ func (x *TxnResponse) String() string {
 func (*TxnResponse) ProtoMessage() {}
 
 func (x *TxnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_v1_kv_proto_msgTypes[25]
+	mi := &file_conclave_v1_kv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2021,7 @@ func (x *TxnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnResponse.ProtoReflect.Descriptor instead.
 func (*TxnResponse) Descriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{25}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TxnResponse) GetHeader() *ResponseHeader {
@@ -1994,7 +2074,7 @@ const file_conclave_v1_kv_proto_rawDesc = "" +
 	"\x02kv\x18\x03 \x01(\v2\x15.conclave.v1.KeyValueR\x02kv\"~\n" +
 	"\x10MultiGetResponse\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.conclave.v1.ResponseHeaderR\x06header\x125\n" +
-	"\aresults\x18\x02 \x03(\v2\x1b.conclave.v1.KeyValueResultR\aresults\"\xbf\x02\n" +
+	"\aresults\x18\x02 \x03(\v2\x1b.conclave.v1.KeyValueResultR\aresults\"\xe9\x02\n" +
 	"\n" +
 	"SetRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
@@ -2011,8 +2091,12 @@ const file_conclave_v1_kv_proto_rawDesc = "" +
 	"request_id\x18\t \x01(\tR\trequestId\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\n" +
-	" \x01(\x04R\tsessionIdB\x0e\n" +
-	"\f_if_revision\"\x94\x01\n" +
+	" \x01(\x04R\tsessionId\x12(\n" +
+	"\x05fence\x18\v \x01(\v2\x12.conclave.v1.FenceR\x05fenceB\x0e\n" +
+	"\f_if_revision\"1\n" +
+	"\x05Fence\x12\x12\n" +
+	"\x04lock\x18\x01 \x01(\tR\x04lock\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\"\x94\x01\n" +
 	"\vSetResponse\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.conclave.v1.ResponseHeaderR\x06header\x12%\n" +
 	"\x02kv\x18\x02 \x01(\v2\x15.conclave.v1.KeyValueR\x02kv\x12)\n" +
@@ -2026,14 +2110,15 @@ const file_conclave_v1_kv_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\"G\n" +
 	"\x10MultiSetResponse\x123\n" +
-	"\x06header\x18\x01 \x01(\v2\x1b.conclave.v1.ResponseHeaderR\x06header\"\xa1\x01\n" +
+	"\x06header\x18\x01 \x01(\v2\x1b.conclave.v1.ResponseHeaderR\x06header\"\xcb\x01\n" +
 	"\rDeleteRequest\x12\x12\n" +
 	"\x04keys\x18\x01 \x03(\fR\x04keys\x12$\n" +
 	"\vif_revision\x18\x02 \x01(\x04H\x00R\n" +
 	"ifRevision\x88\x01\x01\x12'\n" +
 	"\x0freturn_previous\x18\x03 \x01(\bR\x0ereturnPrevious\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestIdB\x0e\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\x12(\n" +
+	"\x05fence\x18\x05 \x01(\v2\x12.conclave.v1.FenceR\x05fenceB\x0e\n" +
 	"\f_if_revision\"\x8a\x01\n" +
 	"\x0eDeleteResponse\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.conclave.v1.ResponseHeaderR\x06header\x12\x18\n" +
@@ -2096,14 +2181,15 @@ const file_conclave_v1_kv_proto_rawDesc = "" +
 	"\x03set\x18\x01 \x01(\v2\x18.conclave.v1.SetResponseH\x00R\x03set\x125\n" +
 	"\x06delete\x18\x02 \x01(\v2\x1b.conclave.v1.DeleteResponseH\x00R\x06delete\x12>\n" +
 	"\tincrement\x18\x03 \x01(\v2\x1e.conclave.v1.IncrementResponseH\x00R\tincrementB\b\n" +
-	"\x06result\"\xb9\x01\n" +
+	"\x06result\"\xe3\x01\n" +
 	"\n" +
 	"TxnRequest\x120\n" +
 	"\bcompares\x18\x01 \x03(\v2\x14.conclave.v1.CompareR\bcompares\x12,\n" +
 	"\asuccess\x18\x02 \x03(\v2\x12.conclave.v1.TxnOpR\asuccess\x12,\n" +
 	"\afailure\x18\x03 \x03(\v2\x12.conclave.v1.TxnOpR\afailure\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"\x94\x01\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\x12(\n" +
+	"\x05fence\x18\x05 \x01(\v2\x12.conclave.v1.FenceR\x05fence\"\x94\x01\n" +
 	"\vTxnResponse\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.conclave.v1.ResponseHeaderR\x06header\x12\x1c\n" +
 	"\tsucceeded\x18\x02 \x01(\bR\tsucceeded\x122\n" +
@@ -2134,7 +2220,7 @@ func file_conclave_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_conclave_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_conclave_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_conclave_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_conclave_v1_kv_proto_goTypes = []any{
 	(ExpireCondition)(0),      // 0: conclave.v1.ExpireCondition
 	(CompareOperator)(0),      // 1: conclave.v1.CompareOperator
@@ -2145,70 +2231,74 @@ var file_conclave_v1_kv_proto_goTypes = []any{
 	(*KeyValueResult)(nil),    // 6: conclave.v1.KeyValueResult
 	(*MultiGetResponse)(nil),  // 7: conclave.v1.MultiGetResponse
 	(*SetRequest)(nil),        // 8: conclave.v1.SetRequest
-	(*SetResponse)(nil),       // 9: conclave.v1.SetResponse
-	(*KeyValueInput)(nil),     // 10: conclave.v1.KeyValueInput
-	(*MultiSetRequest)(nil),   // 11: conclave.v1.MultiSetRequest
-	(*MultiSetResponse)(nil),  // 12: conclave.v1.MultiSetResponse
-	(*DeleteRequest)(nil),     // 13: conclave.v1.DeleteRequest
-	(*DeleteResponse)(nil),    // 14: conclave.v1.DeleteResponse
-	(*IncrementRequest)(nil),  // 15: conclave.v1.IncrementRequest
-	(*IncrementResponse)(nil), // 16: conclave.v1.IncrementResponse
-	(*ExpireRequest)(nil),     // 17: conclave.v1.ExpireRequest
-	(*ExpireResponse)(nil),    // 18: conclave.v1.ExpireResponse
-	(*TTLRequest)(nil),        // 19: conclave.v1.TTLRequest
-	(*TTLResponse)(nil),       // 20: conclave.v1.TTLResponse
-	(*ScanRequest)(nil),       // 21: conclave.v1.ScanRequest
-	(*ScanResponse)(nil),      // 22: conclave.v1.ScanResponse
-	(*Compare)(nil),           // 23: conclave.v1.Compare
-	(*TxnOp)(nil),             // 24: conclave.v1.TxnOp
-	(*TxnOpResult)(nil),       // 25: conclave.v1.TxnOpResult
-	(*TxnRequest)(nil),        // 26: conclave.v1.TxnRequest
-	(*TxnResponse)(nil),       // 27: conclave.v1.TxnResponse
-	(Consistency)(0),          // 28: conclave.v1.Consistency
-	(*ResponseHeader)(nil),    // 29: conclave.v1.ResponseHeader
+	(*Fence)(nil),             // 9: conclave.v1.Fence
+	(*SetResponse)(nil),       // 10: conclave.v1.SetResponse
+	(*KeyValueInput)(nil),     // 11: conclave.v1.KeyValueInput
+	(*MultiSetRequest)(nil),   // 12: conclave.v1.MultiSetRequest
+	(*MultiSetResponse)(nil),  // 13: conclave.v1.MultiSetResponse
+	(*DeleteRequest)(nil),     // 14: conclave.v1.DeleteRequest
+	(*DeleteResponse)(nil),    // 15: conclave.v1.DeleteResponse
+	(*IncrementRequest)(nil),  // 16: conclave.v1.IncrementRequest
+	(*IncrementResponse)(nil), // 17: conclave.v1.IncrementResponse
+	(*ExpireRequest)(nil),     // 18: conclave.v1.ExpireRequest
+	(*ExpireResponse)(nil),    // 19: conclave.v1.ExpireResponse
+	(*TTLRequest)(nil),        // 20: conclave.v1.TTLRequest
+	(*TTLResponse)(nil),       // 21: conclave.v1.TTLResponse
+	(*ScanRequest)(nil),       // 22: conclave.v1.ScanRequest
+	(*ScanResponse)(nil),      // 23: conclave.v1.ScanResponse
+	(*Compare)(nil),           // 24: conclave.v1.Compare
+	(*TxnOp)(nil),             // 25: conclave.v1.TxnOp
+	(*TxnOpResult)(nil),       // 26: conclave.v1.TxnOpResult
+	(*TxnRequest)(nil),        // 27: conclave.v1.TxnRequest
+	(*TxnResponse)(nil),       // 28: conclave.v1.TxnResponse
+	(Consistency)(0),          // 29: conclave.v1.Consistency
+	(*ResponseHeader)(nil),    // 30: conclave.v1.ResponseHeader
 }
 var file_conclave_v1_kv_proto_depIdxs = []int32{
-	28, // 0: conclave.v1.GetRequest.consistency:type_name -> conclave.v1.Consistency
-	29, // 1: conclave.v1.GetResponse.header:type_name -> conclave.v1.ResponseHeader
+	29, // 0: conclave.v1.GetRequest.consistency:type_name -> conclave.v1.Consistency
+	30, // 1: conclave.v1.GetResponse.header:type_name -> conclave.v1.ResponseHeader
 	2,  // 2: conclave.v1.GetResponse.kv:type_name -> conclave.v1.KeyValue
-	28, // 3: conclave.v1.MultiGetRequest.consistency:type_name -> conclave.v1.Consistency
+	29, // 3: conclave.v1.MultiGetRequest.consistency:type_name -> conclave.v1.Consistency
 	2,  // 4: conclave.v1.KeyValueResult.kv:type_name -> conclave.v1.KeyValue
-	29, // 5: conclave.v1.MultiGetResponse.header:type_name -> conclave.v1.ResponseHeader
+	30, // 5: conclave.v1.MultiGetResponse.header:type_name -> conclave.v1.ResponseHeader
 	6,  // 6: conclave.v1.MultiGetResponse.results:type_name -> conclave.v1.KeyValueResult
-	29, // 7: conclave.v1.SetResponse.header:type_name -> conclave.v1.ResponseHeader
-	2,  // 8: conclave.v1.SetResponse.kv:type_name -> conclave.v1.KeyValue
-	2,  // 9: conclave.v1.SetResponse.prev:type_name -> conclave.v1.KeyValue
-	10, // 10: conclave.v1.MultiSetRequest.entries:type_name -> conclave.v1.KeyValueInput
-	29, // 11: conclave.v1.MultiSetResponse.header:type_name -> conclave.v1.ResponseHeader
-	29, // 12: conclave.v1.DeleteResponse.header:type_name -> conclave.v1.ResponseHeader
-	2,  // 13: conclave.v1.DeleteResponse.prev:type_name -> conclave.v1.KeyValue
-	29, // 14: conclave.v1.IncrementResponse.header:type_name -> conclave.v1.ResponseHeader
-	2,  // 15: conclave.v1.IncrementResponse.kv:type_name -> conclave.v1.KeyValue
-	0,  // 16: conclave.v1.ExpireRequest.condition:type_name -> conclave.v1.ExpireCondition
-	29, // 17: conclave.v1.ExpireResponse.header:type_name -> conclave.v1.ResponseHeader
-	2,  // 18: conclave.v1.ExpireResponse.kv:type_name -> conclave.v1.KeyValue
-	28, // 19: conclave.v1.TTLRequest.consistency:type_name -> conclave.v1.Consistency
-	29, // 20: conclave.v1.TTLResponse.header:type_name -> conclave.v1.ResponseHeader
-	28, // 21: conclave.v1.ScanRequest.consistency:type_name -> conclave.v1.Consistency
-	29, // 22: conclave.v1.ScanResponse.header:type_name -> conclave.v1.ResponseHeader
-	2,  // 23: conclave.v1.ScanResponse.kvs:type_name -> conclave.v1.KeyValue
-	1,  // 24: conclave.v1.Compare.operator:type_name -> conclave.v1.CompareOperator
-	8,  // 25: conclave.v1.TxnOp.set:type_name -> conclave.v1.SetRequest
-	13, // 26: conclave.v1.TxnOp.delete:type_name -> conclave.v1.DeleteRequest
-	15, // 27: conclave.v1.TxnOp.increment:type_name -> conclave.v1.IncrementRequest
-	9,  // 28: conclave.v1.TxnOpResult.set:type_name -> conclave.v1.SetResponse
-	14, // 29: conclave.v1.TxnOpResult.delete:type_name -> conclave.v1.DeleteResponse
-	16, // 30: conclave.v1.TxnOpResult.increment:type_name -> conclave.v1.IncrementResponse
-	23, // 31: conclave.v1.TxnRequest.compares:type_name -> conclave.v1.Compare
-	24, // 32: conclave.v1.TxnRequest.success:type_name -> conclave.v1.TxnOp
-	24, // 33: conclave.v1.TxnRequest.failure:type_name -> conclave.v1.TxnOp
-	29, // 34: conclave.v1.TxnResponse.header:type_name -> conclave.v1.ResponseHeader
-	25, // 35: conclave.v1.TxnResponse.results:type_name -> conclave.v1.TxnOpResult
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	9,  // 7: conclave.v1.SetRequest.fence:type_name -> conclave.v1.Fence
+	30, // 8: conclave.v1.SetResponse.header:type_name -> conclave.v1.ResponseHeader
+	2,  // 9: conclave.v1.SetResponse.kv:type_name -> conclave.v1.KeyValue
+	2,  // 10: conclave.v1.SetResponse.prev:type_name -> conclave.v1.KeyValue
+	11, // 11: conclave.v1.MultiSetRequest.entries:type_name -> conclave.v1.KeyValueInput
+	30, // 12: conclave.v1.MultiSetResponse.header:type_name -> conclave.v1.ResponseHeader
+	9,  // 13: conclave.v1.DeleteRequest.fence:type_name -> conclave.v1.Fence
+	30, // 14: conclave.v1.DeleteResponse.header:type_name -> conclave.v1.ResponseHeader
+	2,  // 15: conclave.v1.DeleteResponse.prev:type_name -> conclave.v1.KeyValue
+	30, // 16: conclave.v1.IncrementResponse.header:type_name -> conclave.v1.ResponseHeader
+	2,  // 17: conclave.v1.IncrementResponse.kv:type_name -> conclave.v1.KeyValue
+	0,  // 18: conclave.v1.ExpireRequest.condition:type_name -> conclave.v1.ExpireCondition
+	30, // 19: conclave.v1.ExpireResponse.header:type_name -> conclave.v1.ResponseHeader
+	2,  // 20: conclave.v1.ExpireResponse.kv:type_name -> conclave.v1.KeyValue
+	29, // 21: conclave.v1.TTLRequest.consistency:type_name -> conclave.v1.Consistency
+	30, // 22: conclave.v1.TTLResponse.header:type_name -> conclave.v1.ResponseHeader
+	29, // 23: conclave.v1.ScanRequest.consistency:type_name -> conclave.v1.Consistency
+	30, // 24: conclave.v1.ScanResponse.header:type_name -> conclave.v1.ResponseHeader
+	2,  // 25: conclave.v1.ScanResponse.kvs:type_name -> conclave.v1.KeyValue
+	1,  // 26: conclave.v1.Compare.operator:type_name -> conclave.v1.CompareOperator
+	8,  // 27: conclave.v1.TxnOp.set:type_name -> conclave.v1.SetRequest
+	14, // 28: conclave.v1.TxnOp.delete:type_name -> conclave.v1.DeleteRequest
+	16, // 29: conclave.v1.TxnOp.increment:type_name -> conclave.v1.IncrementRequest
+	10, // 30: conclave.v1.TxnOpResult.set:type_name -> conclave.v1.SetResponse
+	15, // 31: conclave.v1.TxnOpResult.delete:type_name -> conclave.v1.DeleteResponse
+	17, // 32: conclave.v1.TxnOpResult.increment:type_name -> conclave.v1.IncrementResponse
+	24, // 33: conclave.v1.TxnRequest.compares:type_name -> conclave.v1.Compare
+	25, // 34: conclave.v1.TxnRequest.success:type_name -> conclave.v1.TxnOp
+	25, // 35: conclave.v1.TxnRequest.failure:type_name -> conclave.v1.TxnOp
+	9,  // 36: conclave.v1.TxnRequest.fence:type_name -> conclave.v1.Fence
+	30, // 37: conclave.v1.TxnResponse.header:type_name -> conclave.v1.ResponseHeader
+	26, // 38: conclave.v1.TxnResponse.results:type_name -> conclave.v1.TxnOpResult
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_conclave_v1_kv_proto_init() }
@@ -2218,20 +2308,20 @@ func file_conclave_v1_kv_proto_init() {
 	}
 	file_conclave_v1_common_proto_init()
 	file_conclave_v1_kv_proto_msgTypes[6].OneofWrappers = []any{}
-	file_conclave_v1_kv_proto_msgTypes[11].OneofWrappers = []any{}
-	file_conclave_v1_kv_proto_msgTypes[21].OneofWrappers = []any{
+	file_conclave_v1_kv_proto_msgTypes[12].OneofWrappers = []any{}
+	file_conclave_v1_kv_proto_msgTypes[22].OneofWrappers = []any{
 		(*Compare_Value)(nil),
 		(*Compare_ModRevision)(nil),
 		(*Compare_CreateRevision)(nil),
 		(*Compare_Version)(nil),
 		(*Compare_Exists)(nil),
 	}
-	file_conclave_v1_kv_proto_msgTypes[22].OneofWrappers = []any{
+	file_conclave_v1_kv_proto_msgTypes[23].OneofWrappers = []any{
 		(*TxnOp_Set)(nil),
 		(*TxnOp_Delete)(nil),
 		(*TxnOp_Increment)(nil),
 	}
-	file_conclave_v1_kv_proto_msgTypes[23].OneofWrappers = []any{
+	file_conclave_v1_kv_proto_msgTypes[24].OneofWrappers = []any{
 		(*TxnOpResult_Set)(nil),
 		(*TxnOpResult_Delete)(nil),
 		(*TxnOpResult_Increment)(nil),
@@ -2242,7 +2332,7 @@ func file_conclave_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_conclave_v1_kv_proto_rawDesc), len(file_conclave_v1_kv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -22,6 +22,60 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// LockMode is how a holder holds a lock.
+type LockMode int32
+
+const (
+	// LOCK_MODE_UNSPECIFIED is read as LOCK_MODE_EXCLUSIVE.
+	LockMode_LOCK_MODE_UNSPECIFIED LockMode = 0
+	// LOCK_MODE_EXCLUSIVE: the only holder (a mutex, or a read/write lock's writer).
+	LockMode_LOCK_MODE_EXCLUSIVE LockMode = 1
+	// LOCK_MODE_SHARED: one of up to limit holders (a semaphore's slot; with limit 0,
+	// any number of a read/write lock's readers).
+	LockMode_LOCK_MODE_SHARED LockMode = 2
+)
+
+// Enum value maps for LockMode.
+var (
+	LockMode_name = map[int32]string{
+		0: "LOCK_MODE_UNSPECIFIED",
+		1: "LOCK_MODE_EXCLUSIVE",
+		2: "LOCK_MODE_SHARED",
+	}
+	LockMode_value = map[string]int32{
+		"LOCK_MODE_UNSPECIFIED": 0,
+		"LOCK_MODE_EXCLUSIVE":   1,
+		"LOCK_MODE_SHARED":      2,
+	}
+)
+
+func (x LockMode) Enum() *LockMode {
+	p := new(LockMode)
+	*p = x
+	return p
+}
+
+func (x LockMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LockMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_conclave_fsm_v1_command_proto_enumTypes[0].Descriptor()
+}
+
+func (LockMode) Type() protoreflect.EnumType {
+	return &file_conclave_fsm_v1_command_proto_enumTypes[0]
+}
+
+func (x LockMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LockMode.Descriptor instead.
+func (LockMode) EnumDescriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{0}
+}
+
 // ErrorCode classifies a domain failure returned by the state machine.
 type ErrorCode int32
 
@@ -33,6 +87,10 @@ const (
 	ErrorCode_ERROR_CODE_CONDITION_FAILED ErrorCode = 4
 	ErrorCode_ERROR_CODE_WRONG_TYPE       ErrorCode = 5
 	ErrorCode_ERROR_CODE_OUT_OF_RANGE     ErrorCode = 6
+	// ERROR_CODE_ABORTED: a fencing token is stale (the lock is no longer held with it).
+	ErrorCode_ERROR_CODE_ABORTED ErrorCode = 7
+	// ERROR_CODE_LOCK_HELD: the lock is held (or others wait first) and the caller would not wait.
+	ErrorCode_ERROR_CODE_LOCK_HELD ErrorCode = 8
 )
 
 // Enum value maps for ErrorCode.
@@ -45,6 +103,8 @@ var (
 		4: "ERROR_CODE_CONDITION_FAILED",
 		5: "ERROR_CODE_WRONG_TYPE",
 		6: "ERROR_CODE_OUT_OF_RANGE",
+		7: "ERROR_CODE_ABORTED",
+		8: "ERROR_CODE_LOCK_HELD",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":      0,
@@ -54,6 +114,8 @@ var (
 		"ERROR_CODE_CONDITION_FAILED": 4,
 		"ERROR_CODE_WRONG_TYPE":       5,
 		"ERROR_CODE_OUT_OF_RANGE":     6,
+		"ERROR_CODE_ABORTED":          7,
+		"ERROR_CODE_LOCK_HELD":        8,
 	}
 )
 
@@ -68,11 +130,11 @@ func (x ErrorCode) String() string {
 }
 
 func (ErrorCode) Descriptor() protoreflect.EnumDescriptor {
-	return file_conclave_fsm_v1_command_proto_enumTypes[0].Descriptor()
+	return file_conclave_fsm_v1_command_proto_enumTypes[1].Descriptor()
 }
 
 func (ErrorCode) Type() protoreflect.EnumType {
-	return &file_conclave_fsm_v1_command_proto_enumTypes[0]
+	return &file_conclave_fsm_v1_command_proto_enumTypes[1]
 }
 
 func (x ErrorCode) Number() protoreflect.EnumNumber {
@@ -81,7 +143,7 @@ func (x ErrorCode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorCode.Descriptor instead.
 func (ErrorCode) EnumDescriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{0}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{1}
 }
 
 // Command is one entry of the replicated log. It is never served publicly.
@@ -109,6 +171,9 @@ type Command struct {
 	//	*Command_SessionRevokeByOwner
 	//	*Command_SessionSetAttributes
 	//	*Command_SessionExpire
+	//	*Command_LockAcquire
+	//	*Command_LockRelease
+	//	*Command_LockCancel
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -300,6 +365,33 @@ func (x *Command) GetSessionExpire() *SessionExpire {
 	return nil
 }
 
+func (x *Command) GetLockAcquire() *LockAcquire {
+	if x != nil {
+		if x, ok := x.Op.(*Command_LockAcquire); ok {
+			return x.LockAcquire
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetLockRelease() *LockRelease {
+	if x != nil {
+		if x, ok := x.Op.(*Command_LockRelease); ok {
+			return x.LockRelease
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetLockCancel() *LockCancel {
+	if x != nil {
+		if x, ok := x.Op.(*Command_LockCancel); ok {
+			return x.LockCancel
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -364,6 +456,18 @@ type Command_SessionExpire struct {
 	SessionExpire *SessionExpire `protobuf:"bytes,24,opt,name=session_expire,json=sessionExpire,proto3,oneof"`
 }
 
+type Command_LockAcquire struct {
+	LockAcquire *LockAcquire `protobuf:"bytes,25,opt,name=lock_acquire,json=lockAcquire,proto3,oneof"`
+}
+
+type Command_LockRelease struct {
+	LockRelease *LockRelease `protobuf:"bytes,26,opt,name=lock_release,json=lockRelease,proto3,oneof"`
+}
+
+type Command_LockCancel struct {
+	LockCancel *LockCancel `protobuf:"bytes,27,opt,name=lock_cancel,json=lockCancel,proto3,oneof"`
+}
+
 func (*Command_LeaderStart) isCommand_Op() {}
 
 func (*Command_Set) isCommand_Op() {}
@@ -394,6 +498,263 @@ func (*Command_SessionSetAttributes) isCommand_Op() {}
 
 func (*Command_SessionExpire) isCommand_Op() {}
 
+func (*Command_LockAcquire) isCommand_Op() {}
+
+func (*Command_LockRelease) isCommand_Op() {}
+
+func (*Command_LockCancel) isCommand_Op() {}
+
+// LockAcquire asks for a lock for a session. Granted at once when free — and no one
+// waits ahead, FIFO — with the fencing token = this entry's index; otherwise it fails,
+// or with wait it queues as waiter (id = this entry's index) until a release, a session
+// end or a LockCancel.
+type LockAcquire struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	SessionId uint64                 `protobuf:"varint,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Mode      LockMode               `protobuf:"varint,3,opt,name=mode,proto3,enum=conclave.fsm.v1.LockMode" json:"mode,omitempty"`
+	// limit is the most SHARED holders (0 = no limit); fixed by the lock's first holder.
+	Limit         uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	Wait          bool   `protobuf:"varint,5,opt,name=wait,proto3" json:"wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockAcquire) Reset() {
+	*x = LockAcquire{}
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockAcquire) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockAcquire) ProtoMessage() {}
+
+func (x *LockAcquire) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockAcquire.ProtoReflect.Descriptor instead.
+func (*LockAcquire) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *LockAcquire) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockAcquire) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *LockAcquire) GetMode() LockMode {
+	if x != nil {
+		return x.Mode
+	}
+	return LockMode_LOCK_MODE_UNSPECIFIED
+}
+
+func (x *LockAcquire) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *LockAcquire) GetWait() bool {
+	if x != nil {
+		return x.Wait
+	}
+	return false
+}
+
+// LockRelease gives up the hold with this fencing token and grants the next waiters in
+// the same entry (their token is this entry's index).
+type LockRelease struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockRelease) Reset() {
+	*x = LockRelease{}
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockRelease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockRelease) ProtoMessage() {}
+
+func (x *LockRelease) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockRelease.ProtoReflect.Descriptor instead.
+func (*LockRelease) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *LockRelease) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockRelease) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+// LockCancel withdraws a waiter that gave up (its wait timed out).
+type LockCancel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Waiter        uint64                 `protobuf:"varint,2,opt,name=waiter,proto3" json:"waiter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockCancel) Reset() {
+	*x = LockCancel{}
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockCancel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockCancel) ProtoMessage() {}
+
+func (x *LockCancel) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockCancel.ProtoReflect.Descriptor instead.
+func (*LockCancel) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *LockCancel) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockCancel) GetWaiter() uint64 {
+	if x != nil {
+		return x.Waiter
+	}
+	return 0
+}
+
+// LockResult is what a lock command returns.
+type LockResult struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Granted bool                   `protobuf:"varint,1,opt,name=granted,proto3" json:"granted,omitempty"`
+	// token is the fencing token of the hold granted (granted) .
+	Token uint64 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	// waiter is the queued request's id (not granted, waiting).
+	Waiter        uint64 `protobuf:"varint,3,opt,name=waiter,proto3" json:"waiter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockResult) Reset() {
+	*x = LockResult{}
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockResult) ProtoMessage() {}
+
+func (x *LockResult) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockResult.ProtoReflect.Descriptor instead.
+func (*LockResult) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *LockResult) GetGranted() bool {
+	if x != nil {
+		return x.Granted
+	}
+	return false
+}
+
+func (x *LockResult) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *LockResult) GetWaiter() uint64 {
+	if x != nil {
+		return x.Waiter
+	}
+	return 0
+}
+
 // Attribute is one field of a session's attributes.
 type Attribute struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -405,7 +766,7 @@ type Attribute struct {
 
 func (x *Attribute) Reset() {
 	*x = Attribute{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[1]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -417,7 +778,7 @@ func (x *Attribute) String() string {
 func (*Attribute) ProtoMessage() {}
 
 func (x *Attribute) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[1]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -430,7 +791,7 @@ func (x *Attribute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attribute.ProtoReflect.Descriptor instead.
 func (*Attribute) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Attribute) GetName() string {
@@ -462,7 +823,7 @@ type SessionCreate struct {
 
 func (x *SessionCreate) Reset() {
 	*x = SessionCreate{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[2]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -474,7 +835,7 @@ func (x *SessionCreate) String() string {
 func (*SessionCreate) ProtoMessage() {}
 
 func (x *SessionCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[2]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -487,7 +848,7 @@ func (x *SessionCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionCreate.ProtoReflect.Descriptor instead.
 func (*SessionCreate) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SessionCreate) GetOwner() string {
@@ -528,7 +889,7 @@ type SessionRevoke struct {
 
 func (x *SessionRevoke) Reset() {
 	*x = SessionRevoke{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[3]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +901,7 @@ func (x *SessionRevoke) String() string {
 func (*SessionRevoke) ProtoMessage() {}
 
 func (x *SessionRevoke) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[3]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +914,7 @@ func (x *SessionRevoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRevoke.ProtoReflect.Descriptor instead.
 func (*SessionRevoke) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SessionRevoke) GetId() uint64 {
@@ -573,7 +934,7 @@ type SessionRevokeByOwner struct {
 
 func (x *SessionRevokeByOwner) Reset() {
 	*x = SessionRevokeByOwner{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[4]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -585,7 +946,7 @@ func (x *SessionRevokeByOwner) String() string {
 func (*SessionRevokeByOwner) ProtoMessage() {}
 
 func (x *SessionRevokeByOwner) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[4]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -598,7 +959,7 @@ func (x *SessionRevokeByOwner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRevokeByOwner.ProtoReflect.Descriptor instead.
 func (*SessionRevokeByOwner) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SessionRevokeByOwner) GetOwner() string {
@@ -620,7 +981,7 @@ type SessionSetAttributes struct {
 
 func (x *SessionSetAttributes) Reset() {
 	*x = SessionSetAttributes{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[5]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +993,7 @@ func (x *SessionSetAttributes) String() string {
 func (*SessionSetAttributes) ProtoMessage() {}
 
 func (x *SessionSetAttributes) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[5]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +1006,7 @@ func (x *SessionSetAttributes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionSetAttributes.ProtoReflect.Descriptor instead.
 func (*SessionSetAttributes) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SessionSetAttributes) GetId() uint64 {
@@ -680,7 +1041,7 @@ type SessionExpire struct {
 
 func (x *SessionExpire) Reset() {
 	*x = SessionExpire{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[6]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +1053,7 @@ func (x *SessionExpire) String() string {
 func (*SessionExpire) ProtoMessage() {}
 
 func (x *SessionExpire) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[6]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +1066,7 @@ func (x *SessionExpire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionExpire.ProtoReflect.Descriptor instead.
 func (*SessionExpire) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SessionExpire) GetIds() []uint64 {
@@ -730,7 +1091,7 @@ type SessionResult struct {
 
 func (x *SessionResult) Reset() {
 	*x = SessionResult{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[7]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +1103,7 @@ func (x *SessionResult) String() string {
 func (*SessionResult) ProtoMessage() {}
 
 func (x *SessionResult) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[7]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +1116,7 @@ func (x *SessionResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionResult.ProtoReflect.Descriptor instead.
 func (*SessionResult) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SessionResult) GetId() uint64 {
@@ -791,7 +1152,7 @@ type LeaderStart struct {
 
 func (x *LeaderStart) Reset() {
 	*x = LeaderStart{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[8]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +1164,7 @@ func (x *LeaderStart) String() string {
 func (*LeaderStart) ProtoMessage() {}
 
 func (x *LeaderStart) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[8]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +1177,7 @@ func (x *LeaderStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderStart.ProtoReflect.Descriptor instead.
 func (*LeaderStart) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LeaderStart) GetTerm() uint64 {
@@ -843,7 +1204,7 @@ type ExpireDue struct {
 
 func (x *ExpireDue) Reset() {
 	*x = ExpireDue{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[9]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +1216,7 @@ func (x *ExpireDue) String() string {
 func (*ExpireDue) ProtoMessage() {}
 
 func (x *ExpireDue) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[9]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +1229,7 @@ func (x *ExpireDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireDue.ProtoReflect.Descriptor instead.
 func (*ExpireDue) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExpireDue) GetLimit() uint32 {
@@ -890,7 +1251,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[10]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +1263,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[10]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1276,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Member) GetId() string {
@@ -949,7 +1310,7 @@ type MemberPut struct {
 
 func (x *MemberPut) Reset() {
 	*x = MemberPut{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[11]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -961,7 +1322,7 @@ func (x *MemberPut) String() string {
 func (*MemberPut) ProtoMessage() {}
 
 func (x *MemberPut) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[11]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -974,7 +1335,7 @@ func (x *MemberPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberPut.ProtoReflect.Descriptor instead.
 func (*MemberPut) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MemberPut) GetMember() *Member {
@@ -994,7 +1355,7 @@ type MemberRemove struct {
 
 func (x *MemberRemove) Reset() {
 	*x = MemberRemove{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[12]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1367,7 @@ func (x *MemberRemove) String() string {
 func (*MemberRemove) ProtoMessage() {}
 
 func (x *MemberRemove) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[12]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1380,7 @@ func (x *MemberRemove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemove.ProtoReflect.Descriptor instead.
 func (*MemberRemove) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MemberRemove) GetId() string {
@@ -1041,7 +1402,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[13]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1414,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[13]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1427,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -1105,6 +1466,7 @@ type Result struct {
 	//	*Result_Expire
 	//	*Result_Txn
 	//	*Result_Session
+	//	*Result_Lock
 	Value         isResult_Value `protobuf_oneof:"value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1112,7 +1474,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[14]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1486,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[14]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1499,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Result) GetIndex() uint64 {
@@ -1224,6 +1586,15 @@ func (x *Result) GetSession() *SessionResult {
 	return nil
 }
 
+func (x *Result) GetLock() *LockResult {
+	if x != nil {
+		if x, ok := x.Value.(*Result_Lock); ok {
+			return x.Lock
+		}
+	}
+	return nil
+}
+
 type isResult_Value interface {
 	isResult_Value()
 }
@@ -1256,6 +1627,10 @@ type Result_Session struct {
 	Session *SessionResult `protobuf:"bytes,16,opt,name=session,proto3,oneof"`
 }
 
+type Result_Lock struct {
+	Lock *LockResult `protobuf:"bytes,17,opt,name=lock,proto3,oneof"`
+}
+
 func (*Result_Set) isResult_Value() {}
 
 func (*Result_MultiSet) isResult_Value() {}
@@ -1270,11 +1645,13 @@ func (*Result_Txn) isResult_Value() {}
 
 func (*Result_Session) isResult_Value() {}
 
+func (*Result_Lock) isResult_Value() {}
+
 var File_conclave_fsm_v1_command_proto protoreflect.FileDescriptor
 
 const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dconclave/fsm/v1/command.proto\x12\x0fconclave.fsm.v1\x1a\x14conclave/v1/kv.proto\"\xb1\b\n" +
+	"\x1dconclave/fsm/v1/command.proto\x12\x0fconclave.fsm.v1\x1a\x14conclave/v1/kv.proto\"\xf7\t\n" +
 	"\aCommand\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12\x1d\n" +
 	"\n" +
@@ -1296,8 +1673,31 @@ const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"\x0esession_revoke\x18\x15 \x01(\v2\x1e.conclave.fsm.v1.SessionRevokeH\x00R\rsessionRevoke\x12^\n" +
 	"\x17session_revoke_by_owner\x18\x16 \x01(\v2%.conclave.fsm.v1.SessionRevokeByOwnerH\x00R\x14sessionRevokeByOwner\x12]\n" +
 	"\x16session_set_attributes\x18\x17 \x01(\v2%.conclave.fsm.v1.SessionSetAttributesH\x00R\x14sessionSetAttributes\x12G\n" +
-	"\x0esession_expire\x18\x18 \x01(\v2\x1e.conclave.fsm.v1.SessionExpireH\x00R\rsessionExpireB\x04\n" +
-	"\x02op\"5\n" +
+	"\x0esession_expire\x18\x18 \x01(\v2\x1e.conclave.fsm.v1.SessionExpireH\x00R\rsessionExpire\x12A\n" +
+	"\flock_acquire\x18\x19 \x01(\v2\x1c.conclave.fsm.v1.LockAcquireH\x00R\vlockAcquire\x12A\n" +
+	"\flock_release\x18\x1a \x01(\v2\x1c.conclave.fsm.v1.LockReleaseH\x00R\vlockRelease\x12>\n" +
+	"\vlock_cancel\x18\x1b \x01(\v2\x1b.conclave.fsm.v1.LockCancelH\x00R\n" +
+	"lockCancelB\x04\n" +
+	"\x02op\"\x99\x01\n" +
+	"\vLockAcquire\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\x04R\tsessionId\x12-\n" +
+	"\x04mode\x18\x03 \x01(\x0e2\x19.conclave.fsm.v1.LockModeR\x04mode\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x12\n" +
+	"\x04wait\x18\x05 \x01(\bR\x04wait\"7\n" +
+	"\vLockRelease\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\"8\n" +
+	"\n" +
+	"LockCancel\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06waiter\x18\x02 \x01(\x04R\x06waiter\"T\n" +
+	"\n" +
+	"LockResult\x12\x18\n" +
+	"\agranted\x18\x01 \x01(\bR\agranted\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x16\n" +
+	"\x06waiter\x18\x03 \x01(\x04R\x06waiter\"5\n" +
 	"\tAttribute\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\"\xa0\x01\n" +
@@ -1338,7 +1738,7 @@ const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"\x05Error\x12.\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1a.conclave.fsm.v1.ErrorCodeR\x04code\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\xd9\x03\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\x8c\x04\n" +
 	"\x06Result\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12,\n" +
 	"\x05error\x18\x02 \x01(\v2\x16.conclave.fsm.v1.ErrorR\x05error\x12,\n" +
@@ -1349,8 +1749,13 @@ const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"\tincrement\x18\r \x01(\v2\x1e.conclave.v1.IncrementResponseH\x00R\tincrement\x125\n" +
 	"\x06expire\x18\x0e \x01(\v2\x1b.conclave.v1.ExpireResponseH\x00R\x06expire\x12,\n" +
 	"\x03txn\x18\x0f \x01(\v2\x18.conclave.v1.TxnResponseH\x00R\x03txn\x12:\n" +
-	"\asession\x18\x10 \x01(\v2\x1e.conclave.fsm.v1.SessionResultH\x00R\asessionB\a\n" +
-	"\x05value*\xda\x01\n" +
+	"\asession\x18\x10 \x01(\v2\x1e.conclave.fsm.v1.SessionResultH\x00R\asession\x121\n" +
+	"\x04lock\x18\x11 \x01(\v2\x1b.conclave.fsm.v1.LockResultH\x00R\x04lockB\a\n" +
+	"\x05value*T\n" +
+	"\bLockMode\x12\x19\n" +
+	"\x15LOCK_MODE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13LOCK_MODE_EXCLUSIVE\x10\x01\x12\x14\n" +
+	"\x10LOCK_MODE_SHARED\x10\x02*\x8c\x02\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bERROR_CODE_INVALID_ARGUMENT\x10\x01\x12\x18\n" +
@@ -1358,7 +1763,9 @@ const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"\x19ERROR_CODE_ALREADY_EXISTS\x10\x03\x12\x1f\n" +
 	"\x1bERROR_CODE_CONDITION_FAILED\x10\x04\x12\x19\n" +
 	"\x15ERROR_CODE_WRONG_TYPE\x10\x05\x12\x1b\n" +
-	"\x17ERROR_CODE_OUT_OF_RANGE\x10\x06B>Z<github.com/conclave-dev/conclave/proto/conclave/fsm/v1;fsmv1b\x06proto3"
+	"\x17ERROR_CODE_OUT_OF_RANGE\x10\x06\x12\x16\n" +
+	"\x12ERROR_CODE_ABORTED\x10\a\x12\x18\n" +
+	"\x14ERROR_CODE_LOCK_HELD\x10\bB>Z<github.com/conclave-dev/conclave/proto/conclave/fsm/v1;fsmv1b\x06proto3"
 
 var (
 	file_conclave_fsm_v1_command_proto_rawDescOnce sync.Once
@@ -1372,72 +1779,82 @@ func file_conclave_fsm_v1_command_proto_rawDescGZIP() []byte {
 	return file_conclave_fsm_v1_command_proto_rawDescData
 }
 
-var file_conclave_fsm_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_conclave_fsm_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_conclave_fsm_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_conclave_fsm_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_conclave_fsm_v1_command_proto_goTypes = []any{
-	(ErrorCode)(0),               // 0: conclave.fsm.v1.ErrorCode
-	(*Command)(nil),              // 1: conclave.fsm.v1.Command
-	(*Attribute)(nil),            // 2: conclave.fsm.v1.Attribute
-	(*SessionCreate)(nil),        // 3: conclave.fsm.v1.SessionCreate
-	(*SessionRevoke)(nil),        // 4: conclave.fsm.v1.SessionRevoke
-	(*SessionRevokeByOwner)(nil), // 5: conclave.fsm.v1.SessionRevokeByOwner
-	(*SessionSetAttributes)(nil), // 6: conclave.fsm.v1.SessionSetAttributes
-	(*SessionExpire)(nil),        // 7: conclave.fsm.v1.SessionExpire
-	(*SessionResult)(nil),        // 8: conclave.fsm.v1.SessionResult
-	(*LeaderStart)(nil),          // 9: conclave.fsm.v1.LeaderStart
-	(*ExpireDue)(nil),            // 10: conclave.fsm.v1.ExpireDue
-	(*Member)(nil),               // 11: conclave.fsm.v1.Member
-	(*MemberPut)(nil),            // 12: conclave.fsm.v1.MemberPut
-	(*MemberRemove)(nil),         // 13: conclave.fsm.v1.MemberRemove
-	(*Error)(nil),                // 14: conclave.fsm.v1.Error
-	(*Result)(nil),               // 15: conclave.fsm.v1.Result
-	(*v1.SetRequest)(nil),        // 16: conclave.v1.SetRequest
-	(*v1.MultiSetRequest)(nil),   // 17: conclave.v1.MultiSetRequest
-	(*v1.DeleteRequest)(nil),     // 18: conclave.v1.DeleteRequest
-	(*v1.IncrementRequest)(nil),  // 19: conclave.v1.IncrementRequest
-	(*v1.ExpireRequest)(nil),     // 20: conclave.v1.ExpireRequest
-	(*v1.TxnRequest)(nil),        // 21: conclave.v1.TxnRequest
-	(*v1.SetResponse)(nil),       // 22: conclave.v1.SetResponse
-	(*v1.MultiSetResponse)(nil),  // 23: conclave.v1.MultiSetResponse
-	(*v1.DeleteResponse)(nil),    // 24: conclave.v1.DeleteResponse
-	(*v1.IncrementResponse)(nil), // 25: conclave.v1.IncrementResponse
-	(*v1.ExpireResponse)(nil),    // 26: conclave.v1.ExpireResponse
-	(*v1.TxnResponse)(nil),       // 27: conclave.v1.TxnResponse
+	(LockMode)(0),                // 0: conclave.fsm.v1.LockMode
+	(ErrorCode)(0),               // 1: conclave.fsm.v1.ErrorCode
+	(*Command)(nil),              // 2: conclave.fsm.v1.Command
+	(*LockAcquire)(nil),          // 3: conclave.fsm.v1.LockAcquire
+	(*LockRelease)(nil),          // 4: conclave.fsm.v1.LockRelease
+	(*LockCancel)(nil),           // 5: conclave.fsm.v1.LockCancel
+	(*LockResult)(nil),           // 6: conclave.fsm.v1.LockResult
+	(*Attribute)(nil),            // 7: conclave.fsm.v1.Attribute
+	(*SessionCreate)(nil),        // 8: conclave.fsm.v1.SessionCreate
+	(*SessionRevoke)(nil),        // 9: conclave.fsm.v1.SessionRevoke
+	(*SessionRevokeByOwner)(nil), // 10: conclave.fsm.v1.SessionRevokeByOwner
+	(*SessionSetAttributes)(nil), // 11: conclave.fsm.v1.SessionSetAttributes
+	(*SessionExpire)(nil),        // 12: conclave.fsm.v1.SessionExpire
+	(*SessionResult)(nil),        // 13: conclave.fsm.v1.SessionResult
+	(*LeaderStart)(nil),          // 14: conclave.fsm.v1.LeaderStart
+	(*ExpireDue)(nil),            // 15: conclave.fsm.v1.ExpireDue
+	(*Member)(nil),               // 16: conclave.fsm.v1.Member
+	(*MemberPut)(nil),            // 17: conclave.fsm.v1.MemberPut
+	(*MemberRemove)(nil),         // 18: conclave.fsm.v1.MemberRemove
+	(*Error)(nil),                // 19: conclave.fsm.v1.Error
+	(*Result)(nil),               // 20: conclave.fsm.v1.Result
+	(*v1.SetRequest)(nil),        // 21: conclave.v1.SetRequest
+	(*v1.MultiSetRequest)(nil),   // 22: conclave.v1.MultiSetRequest
+	(*v1.DeleteRequest)(nil),     // 23: conclave.v1.DeleteRequest
+	(*v1.IncrementRequest)(nil),  // 24: conclave.v1.IncrementRequest
+	(*v1.ExpireRequest)(nil),     // 25: conclave.v1.ExpireRequest
+	(*v1.TxnRequest)(nil),        // 26: conclave.v1.TxnRequest
+	(*v1.SetResponse)(nil),       // 27: conclave.v1.SetResponse
+	(*v1.MultiSetResponse)(nil),  // 28: conclave.v1.MultiSetResponse
+	(*v1.DeleteResponse)(nil),    // 29: conclave.v1.DeleteResponse
+	(*v1.IncrementResponse)(nil), // 30: conclave.v1.IncrementResponse
+	(*v1.ExpireResponse)(nil),    // 31: conclave.v1.ExpireResponse
+	(*v1.TxnResponse)(nil),       // 32: conclave.v1.TxnResponse
 }
 var file_conclave_fsm_v1_command_proto_depIdxs = []int32{
-	9,  // 0: conclave.fsm.v1.Command.leader_start:type_name -> conclave.fsm.v1.LeaderStart
-	16, // 1: conclave.fsm.v1.Command.set:type_name -> conclave.v1.SetRequest
-	17, // 2: conclave.fsm.v1.Command.multi_set:type_name -> conclave.v1.MultiSetRequest
-	18, // 3: conclave.fsm.v1.Command.delete:type_name -> conclave.v1.DeleteRequest
-	19, // 4: conclave.fsm.v1.Command.increment:type_name -> conclave.v1.IncrementRequest
-	20, // 5: conclave.fsm.v1.Command.expire:type_name -> conclave.v1.ExpireRequest
-	21, // 6: conclave.fsm.v1.Command.txn:type_name -> conclave.v1.TxnRequest
-	10, // 7: conclave.fsm.v1.Command.expire_due:type_name -> conclave.fsm.v1.ExpireDue
-	12, // 8: conclave.fsm.v1.Command.member_put:type_name -> conclave.fsm.v1.MemberPut
-	13, // 9: conclave.fsm.v1.Command.member_remove:type_name -> conclave.fsm.v1.MemberRemove
-	3,  // 10: conclave.fsm.v1.Command.session_create:type_name -> conclave.fsm.v1.SessionCreate
-	4,  // 11: conclave.fsm.v1.Command.session_revoke:type_name -> conclave.fsm.v1.SessionRevoke
-	5,  // 12: conclave.fsm.v1.Command.session_revoke_by_owner:type_name -> conclave.fsm.v1.SessionRevokeByOwner
-	6,  // 13: conclave.fsm.v1.Command.session_set_attributes:type_name -> conclave.fsm.v1.SessionSetAttributes
-	7,  // 14: conclave.fsm.v1.Command.session_expire:type_name -> conclave.fsm.v1.SessionExpire
-	2,  // 15: conclave.fsm.v1.SessionCreate.attributes:type_name -> conclave.fsm.v1.Attribute
-	2,  // 16: conclave.fsm.v1.SessionSetAttributes.set:type_name -> conclave.fsm.v1.Attribute
-	11, // 17: conclave.fsm.v1.LeaderStart.member:type_name -> conclave.fsm.v1.Member
-	11, // 18: conclave.fsm.v1.MemberPut.member:type_name -> conclave.fsm.v1.Member
-	0,  // 19: conclave.fsm.v1.Error.code:type_name -> conclave.fsm.v1.ErrorCode
-	14, // 20: conclave.fsm.v1.Result.error:type_name -> conclave.fsm.v1.Error
-	22, // 21: conclave.fsm.v1.Result.set:type_name -> conclave.v1.SetResponse
-	23, // 22: conclave.fsm.v1.Result.multi_set:type_name -> conclave.v1.MultiSetResponse
-	24, // 23: conclave.fsm.v1.Result.delete:type_name -> conclave.v1.DeleteResponse
-	25, // 24: conclave.fsm.v1.Result.increment:type_name -> conclave.v1.IncrementResponse
-	26, // 25: conclave.fsm.v1.Result.expire:type_name -> conclave.v1.ExpireResponse
-	27, // 26: conclave.fsm.v1.Result.txn:type_name -> conclave.v1.TxnResponse
-	8,  // 27: conclave.fsm.v1.Result.session:type_name -> conclave.fsm.v1.SessionResult
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	14, // 0: conclave.fsm.v1.Command.leader_start:type_name -> conclave.fsm.v1.LeaderStart
+	21, // 1: conclave.fsm.v1.Command.set:type_name -> conclave.v1.SetRequest
+	22, // 2: conclave.fsm.v1.Command.multi_set:type_name -> conclave.v1.MultiSetRequest
+	23, // 3: conclave.fsm.v1.Command.delete:type_name -> conclave.v1.DeleteRequest
+	24, // 4: conclave.fsm.v1.Command.increment:type_name -> conclave.v1.IncrementRequest
+	25, // 5: conclave.fsm.v1.Command.expire:type_name -> conclave.v1.ExpireRequest
+	26, // 6: conclave.fsm.v1.Command.txn:type_name -> conclave.v1.TxnRequest
+	15, // 7: conclave.fsm.v1.Command.expire_due:type_name -> conclave.fsm.v1.ExpireDue
+	17, // 8: conclave.fsm.v1.Command.member_put:type_name -> conclave.fsm.v1.MemberPut
+	18, // 9: conclave.fsm.v1.Command.member_remove:type_name -> conclave.fsm.v1.MemberRemove
+	8,  // 10: conclave.fsm.v1.Command.session_create:type_name -> conclave.fsm.v1.SessionCreate
+	9,  // 11: conclave.fsm.v1.Command.session_revoke:type_name -> conclave.fsm.v1.SessionRevoke
+	10, // 12: conclave.fsm.v1.Command.session_revoke_by_owner:type_name -> conclave.fsm.v1.SessionRevokeByOwner
+	11, // 13: conclave.fsm.v1.Command.session_set_attributes:type_name -> conclave.fsm.v1.SessionSetAttributes
+	12, // 14: conclave.fsm.v1.Command.session_expire:type_name -> conclave.fsm.v1.SessionExpire
+	3,  // 15: conclave.fsm.v1.Command.lock_acquire:type_name -> conclave.fsm.v1.LockAcquire
+	4,  // 16: conclave.fsm.v1.Command.lock_release:type_name -> conclave.fsm.v1.LockRelease
+	5,  // 17: conclave.fsm.v1.Command.lock_cancel:type_name -> conclave.fsm.v1.LockCancel
+	0,  // 18: conclave.fsm.v1.LockAcquire.mode:type_name -> conclave.fsm.v1.LockMode
+	7,  // 19: conclave.fsm.v1.SessionCreate.attributes:type_name -> conclave.fsm.v1.Attribute
+	7,  // 20: conclave.fsm.v1.SessionSetAttributes.set:type_name -> conclave.fsm.v1.Attribute
+	16, // 21: conclave.fsm.v1.LeaderStart.member:type_name -> conclave.fsm.v1.Member
+	16, // 22: conclave.fsm.v1.MemberPut.member:type_name -> conclave.fsm.v1.Member
+	1,  // 23: conclave.fsm.v1.Error.code:type_name -> conclave.fsm.v1.ErrorCode
+	19, // 24: conclave.fsm.v1.Result.error:type_name -> conclave.fsm.v1.Error
+	27, // 25: conclave.fsm.v1.Result.set:type_name -> conclave.v1.SetResponse
+	28, // 26: conclave.fsm.v1.Result.multi_set:type_name -> conclave.v1.MultiSetResponse
+	29, // 27: conclave.fsm.v1.Result.delete:type_name -> conclave.v1.DeleteResponse
+	30, // 28: conclave.fsm.v1.Result.increment:type_name -> conclave.v1.IncrementResponse
+	31, // 29: conclave.fsm.v1.Result.expire:type_name -> conclave.v1.ExpireResponse
+	32, // 30: conclave.fsm.v1.Result.txn:type_name -> conclave.v1.TxnResponse
+	13, // 31: conclave.fsm.v1.Result.session:type_name -> conclave.fsm.v1.SessionResult
+	6,  // 32: conclave.fsm.v1.Result.lock:type_name -> conclave.fsm.v1.LockResult
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_conclave_fsm_v1_command_proto_init() }
@@ -1461,8 +1878,11 @@ func file_conclave_fsm_v1_command_proto_init() {
 		(*Command_SessionRevokeByOwner)(nil),
 		(*Command_SessionSetAttributes)(nil),
 		(*Command_SessionExpire)(nil),
+		(*Command_LockAcquire)(nil),
+		(*Command_LockRelease)(nil),
+		(*Command_LockCancel)(nil),
 	}
-	file_conclave_fsm_v1_command_proto_msgTypes[14].OneofWrappers = []any{
+	file_conclave_fsm_v1_command_proto_msgTypes[18].OneofWrappers = []any{
 		(*Result_Set)(nil),
 		(*Result_MultiSet)(nil),
 		(*Result_Delete)(nil),
@@ -1470,14 +1890,15 @@ func file_conclave_fsm_v1_command_proto_init() {
 		(*Result_Expire)(nil),
 		(*Result_Txn)(nil),
 		(*Result_Session)(nil),
+		(*Result_Lock)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_conclave_fsm_v1_command_proto_rawDesc), len(file_conclave_fsm_v1_command_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   15,
+			NumEnums:      2,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

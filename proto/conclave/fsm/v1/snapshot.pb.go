@@ -349,6 +349,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Member
 	//	*SnapshotRecord_Dedup
 	//	*SnapshotRecord_Session
+	//	*SnapshotRecord_Lock
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -427,6 +428,15 @@ func (x *SnapshotRecord) GetSession() *SessionRecord {
 	return nil
 }
 
+func (x *SnapshotRecord) GetLock() *LockRecord {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Lock); ok {
+			return x.Lock
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -447,6 +457,10 @@ type SnapshotRecord_Session struct {
 	Session *SessionRecord `protobuf:"bytes,4,opt,name=session,proto3,oneof"`
 }
 
+type SnapshotRecord_Lock struct {
+	Lock *LockRecord `protobuf:"bytes,5,opt,name=lock,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Entry) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Member) isSnapshotRecord_Record() {}
@@ -454,6 +468,224 @@ func (*SnapshotRecord_Member) isSnapshotRecord_Record() {}
 func (*SnapshotRecord_Dedup) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Session) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_Lock) isSnapshotRecord_Record() {}
+
+// LockRecord is one lock with holders or waiters.
+type LockRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Limit         uint32                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	Holders       []*LockHolder          `protobuf:"bytes,3,rep,name=holders,proto3" json:"holders,omitempty"`
+	Waiters       []*LockWaiter          `protobuf:"bytes,4,rep,name=waiters,proto3" json:"waiters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockRecord) Reset() {
+	*x = LockRecord{}
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockRecord) ProtoMessage() {}
+
+func (x *LockRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockRecord.ProtoReflect.Descriptor instead.
+func (*LockRecord) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *LockRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockRecord) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *LockRecord) GetHolders() []*LockHolder {
+	if x != nil {
+		return x.Holders
+	}
+	return nil
+}
+
+func (x *LockRecord) GetWaiters() []*LockWaiter {
+	if x != nil {
+		return x.Waiters
+	}
+	return nil
+}
+
+// LockHolder is one hold of a lock.
+type LockHolder struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     uint64                 `protobuf:"varint,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	Mode          LockMode               `protobuf:"varint,3,opt,name=mode,proto3,enum=conclave.fsm.v1.LockMode" json:"mode,omitempty"`
+	SinceUnixNano int64                  `protobuf:"varint,4,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	// request is the id of the LockAcquire that asked for it.
+	Request       uint64 `protobuf:"varint,5,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockHolder) Reset() {
+	*x = LockHolder{}
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockHolder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockHolder) ProtoMessage() {}
+
+func (x *LockHolder) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockHolder.ProtoReflect.Descriptor instead.
+func (*LockHolder) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LockHolder) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *LockHolder) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *LockHolder) GetMode() LockMode {
+	if x != nil {
+		return x.Mode
+	}
+	return LockMode_LOCK_MODE_UNSPECIFIED
+}
+
+func (x *LockHolder) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *LockHolder) GetRequest() uint64 {
+	if x != nil {
+		return x.Request
+	}
+	return 0
+}
+
+// LockWaiter is one queued request, in FIFO order.
+type LockWaiter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	SessionId     uint64                 `protobuf:"varint,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Mode          LockMode               `protobuf:"varint,3,opt,name=mode,proto3,enum=conclave.fsm.v1.LockMode" json:"mode,omitempty"`
+	SinceUnixNano int64                  `protobuf:"varint,4,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockWaiter) Reset() {
+	*x = LockWaiter{}
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockWaiter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockWaiter) ProtoMessage() {}
+
+func (x *LockWaiter) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockWaiter.ProtoReflect.Descriptor instead.
+func (*LockWaiter) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *LockWaiter) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LockWaiter) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *LockWaiter) GetMode() LockMode {
+	if x != nil {
+		return x.Mode
+	}
+	return LockMode_LOCK_MODE_UNSPECIFIED
+}
+
+func (x *LockWaiter) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
 
 var File_conclave_fsm_v1_snapshot_proto protoreflect.FileDescriptor
 
@@ -489,13 +721,35 @@ const file_conclave_fsm_v1_snapshot_proto_rawDesc = "" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12 \n" +
 	"\fat_unix_nano\x18\x02 \x01(\x03R\n" +
 	"atUnixNano\x12/\n" +
-	"\x06result\x18\x03 \x01(\v2\x17.conclave.fsm.v1.ResultR\x06result\"\xef\x01\n" +
+	"\x06result\x18\x03 \x01(\v2\x17.conclave.fsm.v1.ResultR\x06result\"\xa2\x02\n" +
 	"\x0eSnapshotRecord\x12.\n" +
 	"\x05entry\x18\x01 \x01(\v2\x16.conclave.fsm.v1.EntryH\x00R\x05entry\x121\n" +
 	"\x06member\x18\x02 \x01(\v2\x17.conclave.fsm.v1.MemberH\x00R\x06member\x124\n" +
 	"\x05dedup\x18\x03 \x01(\v2\x1c.conclave.fsm.v1.DedupRecordH\x00R\x05dedup\x12:\n" +
-	"\asession\x18\x04 \x01(\v2\x1e.conclave.fsm.v1.SessionRecordH\x00R\asessionB\b\n" +
-	"\x06recordB>Z<github.com/conclave-dev/conclave/proto/conclave/fsm/v1;fsmv1b\x06proto3"
+	"\asession\x18\x04 \x01(\v2\x1e.conclave.fsm.v1.SessionRecordH\x00R\asession\x121\n" +
+	"\x04lock\x18\x05 \x01(\v2\x1b.conclave.fsm.v1.LockRecordH\x00R\x04lockB\b\n" +
+	"\x06record\"\xa4\x01\n" +
+	"\n" +
+	"LockRecord\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\x125\n" +
+	"\aholders\x18\x03 \x03(\v2\x1b.conclave.fsm.v1.LockHolderR\aholders\x125\n" +
+	"\awaiters\x18\x04 \x03(\v2\x1b.conclave.fsm.v1.LockWaiterR\awaiters\"\xb2\x01\n" +
+	"\n" +
+	"LockHolder\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\x04R\tsessionId\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\x12-\n" +
+	"\x04mode\x18\x03 \x01(\x0e2\x19.conclave.fsm.v1.LockModeR\x04mode\x12&\n" +
+	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12\x18\n" +
+	"\arequest\x18\x05 \x01(\x04R\arequest\"\x92\x01\n" +
+	"\n" +
+	"LockWaiter\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\x04R\tsessionId\x12-\n" +
+	"\x04mode\x18\x03 \x01(\x0e2\x19.conclave.fsm.v1.LockModeR\x04mode\x12&\n" +
+	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNanoB>Z<github.com/conclave-dev/conclave/proto/conclave/fsm/v1;fsmv1b\x06proto3"
 
 var (
 	file_conclave_fsm_v1_snapshot_proto_rawDescOnce sync.Once
@@ -509,29 +763,38 @@ func file_conclave_fsm_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_conclave_fsm_v1_snapshot_proto_rawDescData
 }
 
-var file_conclave_fsm_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_conclave_fsm_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_conclave_fsm_v1_snapshot_proto_goTypes = []any{
 	(*SnapshotMeta)(nil),   // 0: conclave.fsm.v1.SnapshotMeta
 	(*Entry)(nil),          // 1: conclave.fsm.v1.Entry
 	(*SessionRecord)(nil),  // 2: conclave.fsm.v1.SessionRecord
 	(*DedupRecord)(nil),    // 3: conclave.fsm.v1.DedupRecord
 	(*SnapshotRecord)(nil), // 4: conclave.fsm.v1.SnapshotRecord
-	(*Attribute)(nil),      // 5: conclave.fsm.v1.Attribute
-	(*Result)(nil),         // 6: conclave.fsm.v1.Result
-	(*Member)(nil),         // 7: conclave.fsm.v1.Member
+	(*LockRecord)(nil),     // 5: conclave.fsm.v1.LockRecord
+	(*LockHolder)(nil),     // 6: conclave.fsm.v1.LockHolder
+	(*LockWaiter)(nil),     // 7: conclave.fsm.v1.LockWaiter
+	(*Attribute)(nil),      // 8: conclave.fsm.v1.Attribute
+	(*Result)(nil),         // 9: conclave.fsm.v1.Result
+	(*Member)(nil),         // 10: conclave.fsm.v1.Member
+	(LockMode)(0),          // 11: conclave.fsm.v1.LockMode
 }
 var file_conclave_fsm_v1_snapshot_proto_depIdxs = []int32{
-	5, // 0: conclave.fsm.v1.SessionRecord.attributes:type_name -> conclave.fsm.v1.Attribute
-	6, // 1: conclave.fsm.v1.DedupRecord.result:type_name -> conclave.fsm.v1.Result
-	1, // 2: conclave.fsm.v1.SnapshotRecord.entry:type_name -> conclave.fsm.v1.Entry
-	7, // 3: conclave.fsm.v1.SnapshotRecord.member:type_name -> conclave.fsm.v1.Member
-	3, // 4: conclave.fsm.v1.SnapshotRecord.dedup:type_name -> conclave.fsm.v1.DedupRecord
-	2, // 5: conclave.fsm.v1.SnapshotRecord.session:type_name -> conclave.fsm.v1.SessionRecord
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	8,  // 0: conclave.fsm.v1.SessionRecord.attributes:type_name -> conclave.fsm.v1.Attribute
+	9,  // 1: conclave.fsm.v1.DedupRecord.result:type_name -> conclave.fsm.v1.Result
+	1,  // 2: conclave.fsm.v1.SnapshotRecord.entry:type_name -> conclave.fsm.v1.Entry
+	10, // 3: conclave.fsm.v1.SnapshotRecord.member:type_name -> conclave.fsm.v1.Member
+	3,  // 4: conclave.fsm.v1.SnapshotRecord.dedup:type_name -> conclave.fsm.v1.DedupRecord
+	2,  // 5: conclave.fsm.v1.SnapshotRecord.session:type_name -> conclave.fsm.v1.SessionRecord
+	5,  // 6: conclave.fsm.v1.SnapshotRecord.lock:type_name -> conclave.fsm.v1.LockRecord
+	6,  // 7: conclave.fsm.v1.LockRecord.holders:type_name -> conclave.fsm.v1.LockHolder
+	7,  // 8: conclave.fsm.v1.LockRecord.waiters:type_name -> conclave.fsm.v1.LockWaiter
+	11, // 9: conclave.fsm.v1.LockHolder.mode:type_name -> conclave.fsm.v1.LockMode
+	11, // 10: conclave.fsm.v1.LockWaiter.mode:type_name -> conclave.fsm.v1.LockMode
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_conclave_fsm_v1_snapshot_proto_init() }
@@ -545,6 +808,7 @@ func file_conclave_fsm_v1_snapshot_proto_init() {
 		(*SnapshotRecord_Member)(nil),
 		(*SnapshotRecord_Dedup)(nil),
 		(*SnapshotRecord_Session)(nil),
+		(*SnapshotRecord_Lock)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -552,7 +816,7 @@ func file_conclave_fsm_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_conclave_fsm_v1_snapshot_proto_rawDesc), len(file_conclave_fsm_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
