@@ -79,6 +79,38 @@ func (n *localNode) Header(revision uint64) *conclavev1.ResponseHeader {
 	return &conclavev1.ResponseHeader{Revision: revision, NodeId: n.ID(), RaftTerm: 1, AppliedIndex: n.m.AppliedIndex()}
 }
 
+// WaitGrant polls the machine (the fake has no apply notifications) until the request
+// is granted, gone, or ctx ends (then it withdraws the request).
+func (n *localNode) WaitGrant(ctx context.Context, name string, waiter uint64) (uint64, error) {
+	for {
+		var token uint64
+		waiting := false
+		n.m.Read(0, func(v *fsm.View) {
+			l, _ := v.Lock(name)
+			for _, h := range l.GetHolders() {
+				if h.GetRequest() == waiter {
+					token = h.GetToken()
+				}
+			}
+			for _, w := range l.GetWaiters() {
+				waiting = waiting || w.GetId() == waiter
+			}
+		})
+		switch {
+		case token != 0:
+			return token, nil
+		case !waiting:
+			return 0, fsm.ErrorFromProto(&fsmv1.Error{Code: fsmv1.ErrorCode_ERROR_CODE_NOT_FOUND, Message: "lock request gone"})
+		}
+		select {
+		case <-ctx.Done():
+			_, _ = n.Apply(context.Background(), &fsmv1.Command{Op: &fsmv1.Command_LockCancel{LockCancel: &fsmv1.LockCancel{Name: name, Waiter: waiter}}})
+			return 0, ctx.Err()
+		case <-time.After(2 * time.Millisecond): // polling interval of the fake
+		}
+	}
+}
+
 func (n *localNode) MinSessionTTL() time.Duration { return 3 * time.Second }
 
 // KeepAlive has no leader timers to move here: it reports the session's full TTL.

@@ -80,6 +80,7 @@ func New(cfg Config, node Node, log *zap.Logger) *Server {
 	conclavev1grpc.RegisterKVServiceServer(s.grpc, &kvService{node: node})
 	conclavev1grpc.RegisterClusterServiceServer(s.grpc, &clusterService{node: node})
 	conclavev1grpc.RegisterSessionServiceServer(s.grpc, &sessionService{node: node})
+	conclavev1grpc.RegisterLockServiceServer(s.grpc, &lockService{node: node})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 

@@ -1,0 +1,97 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/conclave-dev/conclave/fsm"
+	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+)
+
+type grant int
+
+const (
+	grantWaiting grant = iota
+	grantGranted
+	grantGone
+)
+
+// grantState looks up queued lock request waiter on name in local state.
+func (n *Node) grantState(name string, waiter uint64) (uint64, grant) {
+	token, state := uint64(0), grantGone
+	n.machine.Read(0, func(v *fsm.View) {
+		l, ok := v.Lock(name)
+		if !ok {
+			return
+		}
+		for _, h := range l.GetHolders() {
+			if h.GetRequest() == waiter {
+				token, state = h.GetToken(), grantGranted
+				return
+			}
+		}
+		for _, w := range l.GetWaiters() {
+			if w.GetId() == waiter {
+				state = grantWaiting
+				return
+			}
+		}
+	})
+	return token, state
+}
+
+// WaitGrant waits until the queued lock request waiter on name is granted and returns
+// its fencing token. It watches this node's own state, so it needs no leader round trip
+// per check. If ctx ends first it withdraws the request (LockCancel) and, should the grant
+// have won that race, releases the hold: a caller that gave up never holds the lock.
+func (n *Node) WaitGrant(ctx context.Context, name string, waiter uint64) (uint64, error) {
+	// The waiter id is the index of its LockAcquire entry, which this node (perhaps a
+	// follower) may not have applied yet.
+	if err := n.waitApplied(ctx, waiter); err != nil {
+		if ctx.Err() != nil {
+			n.abandon(name, waiter)
+		}
+		return 0, err
+	}
+	for {
+		ch := n.applied.wait()
+		switch token, state := n.grantState(name, waiter); state {
+		case grantGranted:
+			return token, nil
+		case grantGone:
+			return 0, fsm.ErrorFromProto(&fsmv1.Error{Code: fsmv1.ErrorCode_ERROR_CODE_NOT_FOUND, Key: []byte(name),
+				Message: fmt.Sprintf("lock request %d is gone: its session ended or it was withdrawn", waiter)})
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			n.abandon(name, waiter)
+			return 0, ctx.Err()
+		case <-n.shutdownCh:
+			return 0, ErrShutdown
+		}
+	}
+}
+
+// abandon withdraws a waiter, and releases the hold if it was granted meanwhile.
+func (n *Node) abandon(name string, waiter uint64) {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ForwardTimeout)
+	defer cancel()
+	cmd := &fsmv1.Command{Op: &fsmv1.Command_LockCancel{LockCancel: &fsmv1.LockCancel{Name: name, Waiter: waiter}}}
+	if _, err := n.Apply(ctx, cmd); err != nil {
+		n.log.Warn("withdraw lock request", zap.String("lock", name), zap.Uint64("waiter", waiter), zap.Error(err))
+		return
+	}
+	// The cancel is applied on the leader; wait until this node has applied as far
+	// before deciding whether the grant won.
+	if idx, err := n.ReadIndex(ctx); err == nil && n.waitApplied(ctx, idx.Index) == nil {
+		if token, state := n.grantState(name, waiter); state == grantGranted {
+			rel := &fsmv1.Command{Op: &fsmv1.Command_LockRelease{LockRelease: &fsmv1.LockRelease{Name: name, Token: token}}}
+			if _, err := n.Apply(ctx, rel); err != nil {
+				n.log.Warn("release a grant nobody waits for", zap.String("lock", name), zap.Uint64("token", token), zap.Error(err))
+			}
+		}
+	}
+}
