@@ -25,6 +25,7 @@ type Client struct {
 	kv       conclavev1grpc.KVServiceClient
 	cluster  conclavev1grpc.ClusterServiceClient
 	sessions conclavev1grpc.SessionServiceClient
+	locks    conclavev1grpc.LockServiceClient
 }
 
 // New creates a Client for cfg. It does not wait for any endpoint to be reachable:
@@ -69,6 +70,7 @@ func New(cfg Config) (*Client, error) {
 		kv:       conclavev1grpc.NewKVServiceClient(fc),
 		cluster:  conclavev1grpc.NewClusterServiceClient(fc),
 		sessions: conclavev1grpc.NewSessionServiceClient(fc),
+		locks:    conclavev1grpc.NewLockServiceClient(fc),
 	}, nil
 }
 
@@ -94,6 +96,11 @@ func (c *Client) Cluster() conclavev1grpc.ClusterServiceClient { return c.cluste
 // retried too. KeepAliveStream is a stream and is never retried. NewSession builds a
 // kept-alive Session on it.
 func (c *Client) Sessions() conclavev1grpc.SessionServiceClient { return c.sessions }
+
+// Locks returns the LockService client. Inspect is retried on another endpoint when
+// Unavailable; Acquire and Release get a request_id and are retried too (a repeated
+// Acquire answers with the first attempt's result). NewMutex builds a Mutex on it.
+func (c *Client) Locks() conclavev1grpc.LockServiceClient { return c.locks }
 
 // Conn returns the failover connection the service clients are built on, for other
 // generated clients of Conclave's public services.

@@ -21,6 +21,8 @@ const (
 	ReasonNotFound        = "NOT_FOUND"
 	ReasonInvalidArgument = "INVALID_ARGUMENT"
 	ReasonOutOfRange      = "OUT_OF_RANGE"
+	ReasonLockHeld        = "LOCK_HELD"
+	ReasonFenceStale      = "FENCE_STALE"
 )
 
 // Sentinels to compare errors with errors.Is. A sentinel with a Reason matches an *Error
@@ -40,6 +42,12 @@ var (
 	ErrUnavailable = &Error{Code: codes.Unavailable, Message: "unavailable"}
 	// ErrOutOfRange: a revision was compacted or a value overflowed.
 	ErrOutOfRange = &Error{Code: codes.OutOfRange, Reason: ReasonOutOfRange, Message: "out of range"}
+	// ErrLockHeld: Acquire found the lock held and did not get it within its wait
+	// (wait 0: at once); the request was withdrawn, so the caller does not hold the lock.
+	ErrLockHeld = &Error{Code: codes.FailedPrecondition, Reason: ReasonLockHeld, Message: "lock held"}
+	// ErrFenceStale: a fenced write's token is no longer the lock's current hold (the
+	// lock was released or moved on); nothing changed.
+	ErrFenceStale = &Error{Code: codes.Aborted, Reason: ReasonFenceStale, Message: "fence stale"}
 )
 
 // defaultReasons gives a Reason to errors of codes that have exactly one, when the

@@ -2,11 +2,13 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -18,7 +20,7 @@ import (
 
 // fakeNode is one in-process endpoint: a KVService and ClusterService that record the
 // calls they receive and fail every call with code fail unless it is codes.OK, and a
-// SessionService (fakeSessions) of its own.
+// SessionService (fakeSessions) and LockService (fakeLocks) of its own.
 type fakeNode struct {
 	conclavev1grpc.UnimplementedKVServiceServer
 	conclavev1grpc.UnimplementedClusterServiceServer
@@ -26,6 +28,7 @@ type fakeNode struct {
 	name     string
 	lis      *bufconn.Listener
 	sessions fakeSessions
+	locks    fakeLocks
 
 	mu         sync.Mutex
 	fail       codes.Code
@@ -120,6 +123,7 @@ func newTestCluster(t *testing.T, n int) (*Client, []*fakeNode) {
 		conclavev1grpc.RegisterKVServiceServer(srv, node)
 		conclavev1grpc.RegisterClusterServiceServer(srv, node)
 		conclavev1grpc.RegisterSessionServiceServer(srv, &node.sessions)
+		conclavev1grpc.RegisterLockServiceServer(srv, &node.locks)
 		go func() { _ = srv.Serve(node.lis) }()
 		t.Cleanup(srv.Stop)
 		nodes[i] = node
@@ -137,4 +141,81 @@ func newTestCluster(t *testing.T, n int) (*Client, []*fakeNode) {
 	c.conn.current.Store(0)
 	t.Cleanup(func() { _ = c.Close() })
 	return c, nodes
+}
+
+// fakeLocks is a LockService of exclusive locks: Acquire waits (for wait_timeout_ms)
+// until the lock is free and answers LOCK_HELD after; tokens count up from 100. It
+// records the Acquire and Release requests it receives.
+type fakeLocks struct {
+	conclavev1grpc.UnimplementedLockServiceServer
+
+	mu       sync.Mutex
+	changed  chan struct{} // closed and replaced when a lock is released
+	holders  map[string]uint64
+	waiting  int
+	token    uint64
+	acquires []*conclavev1.AcquireRequest
+	releases []*conclavev1.ReleaseRequest
+}
+
+func lockError(code codes.Code, reason, msg string) error {
+	st, _ := status.New(code, msg).WithDetails(&errdetails.ErrorInfo{Domain: ErrorDomain, Reason: reason})
+	return st.Err()
+}
+
+func (f *fakeLocks) Acquire(ctx context.Context, r *conclavev1.AcquireRequest) (*conclavev1.AcquireResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(r.GetWaitTimeoutMs())*time.Millisecond)
+	defer cancel()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.acquires = append(f.acquires, r)
+	if f.holders == nil {
+		f.holders = map[string]uint64{}
+		f.changed = make(chan struct{})
+	}
+	for f.holders[r.GetName()] != 0 {
+		ch := f.changed
+		f.waiting++
+		f.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		f.mu.Lock()
+		f.waiting--
+		if ctx.Err() != nil && f.holders[r.GetName()] != 0 {
+			return nil, lockError(codes.FailedPrecondition, ReasonLockHeld, fmt.Sprintf("lock %q is held", r.GetName()))
+		}
+	}
+	if f.token < 100 {
+		f.token = 100
+	}
+	f.token++
+	f.holders[r.GetName()] = f.token
+	return &conclavev1.AcquireResponse{Token: f.token}, nil
+}
+
+func (f *fakeLocks) Release(_ context.Context, r *conclavev1.ReleaseRequest) (*conclavev1.ReleaseResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.releases = append(f.releases, r)
+	if f.holders[r.GetName()] != r.GetToken() || r.GetToken() == 0 {
+		return nil, lockError(codes.Aborted, ReasonFenceStale, fmt.Sprintf("lock %q: token %d is not held", r.GetName(), r.GetToken()))
+	}
+	delete(f.holders, r.GetName())
+	close(f.changed)
+	f.changed = make(chan struct{})
+	return &conclavev1.ReleaseResponse{}, nil
+}
+
+func (f *fakeLocks) waiters() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.waiting
+}
+
+func (f *fakeLocks) lastAcquire() *conclavev1.AcquireRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.acquires[len(f.acquires)-1]
 }

@@ -29,6 +29,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
+		if code, ok := isExitStatus(err); ok { // `lock run`'s command failed and said why
+			return code
+		}
 		fmt.Fprintln(stderr, "Error:", errorMessage(err))
 		return 1
 	}
@@ -48,7 +51,7 @@ func newRootCmd() *cobra.Command {
 			return bindEnv(cmd)
 		},
 	}
-	root.AddCommand(newServeCmd(), newKVCmd(), newClusterCmd(), newSessionCmd(), newBenchCmd(), newChaosCmd())
+	root.AddCommand(newServeCmd(), newKVCmd(), newClusterCmd(), newSessionCmd(), newLockCmd(), newBenchCmd(), newChaosCmd())
 	return root
 }
 

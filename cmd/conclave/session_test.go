@@ -24,6 +24,7 @@ type fakeSessions struct {
 	nextID   uint64
 	sessions map[uint64]*conclavev1.Session
 	lastAttr *conclavev1.UpdateAttributesRequest
+	lost     bool // KeepAlive answers NotFound
 }
 
 func (f *fakeSessions) CreateSession(_ context.Context, r *conclavev1.CreateSessionRequest) (*conclavev1.CreateSessionResponse, error) {
@@ -43,6 +44,16 @@ func (f *fakeSessions) RevokeSession(_ context.Context, r *conclavev1.RevokeSess
 	}
 	delete(f.sessions, r.GetId())
 	return &conclavev1.RevokeSessionResponse{KeysDeleted: 2}, nil
+}
+
+func (f *fakeSessions) KeepAlive(_ context.Context, r *conclavev1.KeepAliveRequest) (*conclavev1.KeepAliveResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.sessions[r.GetId()]
+	if !ok || f.lost {
+		return nil, status.Errorf(codes.NotFound, "session %d not found", r.GetId())
+	}
+	return &conclavev1.KeepAliveResponse{Id: s.GetId(), TtlMs: s.GetTtlMs()}, nil
 }
 
 func (f *fakeSessions) GetSession(_ context.Context, r *conclavev1.GetSessionRequest) (*conclavev1.GetSessionResponse, error) {
