@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -261,5 +262,58 @@ func TestE2E_TTLDisappearsOnEveryNode(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+func TestE2E_LockRunProcessesNeverOverlap(t *testing.T) {
+	c := startE2ECluster(t)
+	c.leader()
+	out := filepath.Join(t.TempDir(), "appended")
+	// Each critical section appends a start and an end line around a short piece of
+	// work; overlapping holders would interleave them.
+	script := `echo "start $CONCLAVE_FENCING_TOKEN" >> "$OUT"; sleep 0.02; echo "end $CONCLAVE_FENCING_TOKEN" >> "$OUT"`
+	var wg sync.WaitGroup
+	errs := make(chan error, 4*3)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 3 {
+				cmd := exec.Command(c.bin, "lock", "run", "appender", "--ttl", "5s",
+					"--endpoints", c.nodes[w%3].grpc, "--", "sh", "-c", script)
+				cmd.Env = append(os.Environ(), "OUT="+out)
+				if b, err := cmd.CombinedOutput(); err != nil {
+					errs <- fmt.Errorf("lock run (worker %d): %v\n%s", w, err, b)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2*4*3 {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), 2*4*3, b)
+	}
+	var last uint64
+	for i := 0; i < len(lines); i += 2 {
+		var start, end uint64
+		if _, err := fmt.Sscanf(lines[i], "start %d", &start); err != nil {
+			t.Fatalf("line %d %q: want a start (sections overlapped?)\n%s", i, lines[i], b)
+		}
+		if _, err := fmt.Sscanf(lines[i+1], "end %d", &end); err != nil || end != start {
+			t.Fatalf("line %d %q after start %d: sections overlapped\n%s", i+1, lines[i+1], start, b)
+		}
+		if start <= last {
+			t.Fatalf("fencing token %d after %d: tokens must strictly increase\n%s", start, last, b)
+		}
+		last = start
 	}
 }
