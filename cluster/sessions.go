@@ -3,7 +3,6 @@ package cluster
 import (
 	"container/heap"
 	"context"
-	"strconv"
 	"sync"
 	"time"
 
@@ -149,7 +148,7 @@ func (n *Node) KeepAlive(ctx context.Context, id uint64) (time.Duration, error) 
 			return 0, err
 		}
 		if !ok {
-			return 0, errNoSession(id)
+			return 0, fsm.NoSession(id)
 		}
 		return left, nil
 	}
@@ -167,13 +166,9 @@ func (n *Node) KeepAlive(ctx context.Context, id uint64) (time.Duration, error) 
 		return 0, err
 	}
 	if resp.GetNotFound() {
-		return 0, errNoSession(id)
+		return 0, fsm.NoSession(id)
 	}
 	return time.Duration(resp.GetTtlMs()) * time.Millisecond, nil
-}
-
-func errNoSession(id uint64) error {
-	return fsm.ErrorFromProto(&fsmv1.Error{Code: fsmv1.ErrorCode_ERROR_CODE_NOT_FOUND, Message: "session " + strconv.FormatUint(id, 10) + " does not exist"})
 }
 
 // expireSessions proposes SessionExpire for sessions past their deadline, in batches.

@@ -61,7 +61,9 @@ func (m *Machine) set(s *state, index uint64, now int64, req *conclavev1.SetRequ
 	}
 	if id := req.GetSessionId(); id != 0 {
 		if _, ok := s.sessions.Get(&session{id: id}); !ok {
-			return nil, newError(fsmv1.ErrorCode_ERROR_CODE_NOT_FOUND, key, "session %d does not exist", id)
+			e := NoSession(id)
+			e.Key = key
+			return nil, e
 		}
 	}
 	old, exists := s.getLive(string(key), now)

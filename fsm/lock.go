@@ -127,7 +127,7 @@ func (m *Machine) lockAcquire(index uint64, now int64, op *fsmv1.LockAcquire) (*
 		return nil, errInvalid(nil, "lock name must not be empty")
 	}
 	if _, ok := m.st.sessions.Get(&session{id: op.GetSessionId()}); !ok {
-		return nil, errNoSession(op.GetSessionId())
+		return nil, NoSession(op.GetSessionId())
 	}
 	l, exists := m.st.getLock(name)
 	if !exists {

@@ -136,14 +136,16 @@ func (m *Machine) sessionCreate(index uint64, now int64, op *fsmv1.SessionCreate
 	return &fsmv1.Result_Session{Session: &fsmv1.SessionResult{Id: index}}, nil
 }
 
-func errNoSession(id uint64) *Error {
+// NoSession is the NotFound error for a session that does not exist; the cluster and
+// server use it too, so every path reports a missing session the same way.
+func NoSession(id uint64) *Error {
 	return newError(fsmv1.ErrorCode_ERROR_CODE_NOT_FOUND, nil, "session %d does not exist", id)
 }
 
 func (m *Machine) sessionRevoke(index uint64, now int64, op *fsmv1.SessionRevoke) (*fsmv1.Result_Session, *Error) {
 	ok, deleted := m.st.endSession(op.GetId(), index, now)
 	if !ok {
-		return nil, errNoSession(op.GetId())
+		return nil, NoSession(op.GetId())
 	}
 	return &fsmv1.Result_Session{Session: &fsmv1.SessionResult{Id: op.GetId(), Ended: 1, KeysDeleted: deleted}}, nil
 }
@@ -179,7 +181,7 @@ func (m *Machine) endSessions(index uint64, now int64, ids []uint64) *fsmv1.Sess
 func (m *Machine) sessionSetAttributes(index uint64, op *fsmv1.SessionSetAttributes) (*fsmv1.Result_Session, *Error) {
 	old, ok := m.st.sessions.Get(&session{id: op.GetId()})
 	if !ok {
-		return nil, errNoSession(op.GetId())
+		return nil, NoSession(op.GetId())
 	}
 	attrs, err := mergeAttributes(old.attrs, op.GetSet(), op.GetDelete())
 	if err != nil {

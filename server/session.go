@@ -120,8 +120,7 @@ func (s *sessionService) GetSession(ctx context.Context, req *conclavev1.GetSess
 		return nil, toStatus(err)
 	}
 	if out == nil {
-		return nil, toStatus(fsm.ErrorFromProto(&fsmv1.Error{Code: fsmv1.ErrorCode_ERROR_CODE_NOT_FOUND,
-			Message: "session " + strconv.FormatUint(req.GetId(), 10) + " does not exist"}))
+		return nil, toStatus(fsm.NoSession(req.GetId()))
 	}
 	return &conclavev1.GetSessionResponse{Header: h, Session: out}, nil
 }
