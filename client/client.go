@@ -21,11 +21,12 @@ var nextStart atomic.Uint64
 // Client talks to a Conclave cluster through any of its endpoints. It is safe for
 // concurrent use; Close releases its connections.
 type Client struct {
-	conn     *failoverConn
-	kv       conclavev1grpc.KVServiceClient
-	cluster  conclavev1grpc.ClusterServiceClient
-	sessions conclavev1grpc.SessionServiceClient
-	locks    conclavev1grpc.LockServiceClient
+	conn      *failoverConn
+	kv        conclavev1grpc.KVServiceClient
+	cluster   conclavev1grpc.ClusterServiceClient
+	sessions  conclavev1grpc.SessionServiceClient
+	locks     conclavev1grpc.LockServiceClient
+	elections conclavev1grpc.ElectionServiceClient
 }
 
 // New creates a Client for cfg. It does not wait for any endpoint to be reachable:
@@ -66,11 +67,12 @@ func New(cfg Config) (*Client, error) {
 	fc.current.Store(uint32((nextStart.Add(1) - 1) % uint64(len(fc.conns))))
 
 	return &Client{
-		conn:     fc,
-		kv:       conclavev1grpc.NewKVServiceClient(fc),
-		cluster:  conclavev1grpc.NewClusterServiceClient(fc),
-		sessions: conclavev1grpc.NewSessionServiceClient(fc),
-		locks:    conclavev1grpc.NewLockServiceClient(fc),
+		conn:      fc,
+		kv:        conclavev1grpc.NewKVServiceClient(fc),
+		cluster:   conclavev1grpc.NewClusterServiceClient(fc),
+		sessions:  conclavev1grpc.NewSessionServiceClient(fc),
+		locks:     conclavev1grpc.NewLockServiceClient(fc),
+		elections: conclavev1grpc.NewElectionServiceClient(fc),
 	}, nil
 }
 
@@ -101,6 +103,12 @@ func (c *Client) Sessions() conclavev1grpc.SessionServiceClient { return c.sessi
 // Unavailable; Acquire and Release get a request_id and are retried too (a repeated
 // Acquire answers with the first attempt's result). NewMutex builds a Mutex on it.
 func (c *Client) Locks() conclavev1grpc.LockServiceClient { return c.locks }
+
+// Elections returns the ElectionService client. Leader is retried on another endpoint
+// when Unavailable; Campaign, Proclaim and Resign get a request_id and are retried too.
+// Observe is a stream and is never retried (Election.Observe re-opens it). NewElection
+// builds an Election on it.
+func (c *Client) Elections() conclavev1grpc.ElectionServiceClient { return c.elections }
 
 // Conn returns the failover connection the service clients are built on, for other
 // generated clients of Conclave's public services.

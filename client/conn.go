@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -77,6 +78,16 @@ func (f *failoverConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, met
 		return nil, toError(ctx, err)
 	}
 	return &typedStream{ClientStream: cs, ctx: ctx}, nil
+}
+
+// failover moves the next calls and streams to the next endpoint when err says the
+// current one is unavailable; a stream's owner calls it before re-opening the stream.
+func (f *failoverConn) failover(err error) {
+	if !errors.Is(err, ErrUnavailable) {
+		return
+	}
+	i := f.current.Load()
+	f.current.CompareAndSwap(i, (i+1)%uint32(len(f.conns)))
 }
 
 func (f *failoverConn) close() error { return closeAll(f.conns) }

@@ -14,8 +14,8 @@ import (
 // reads, which change nothing, and KeepAlive, which is idempotent (renewing twice leaves
 // the session as renewing once, a little later). Mutations are safe when they carry a
 // request_id, whatever their service; the session writes (CreateSession, RevokeSession,
-// RevokeByOwner, UpdateAttributes) and the lock writes (Acquire, Release) have one and
-// are filled by withRequestID. A repeated Acquire answers with the first one's result.
+// RevokeByOwner, UpdateAttributes), the lock writes (Acquire, Release) and the election
+// writes (Campaign, Proclaim, Resign) have one and are filled by withRequestID. A repeated Acquire answers with the first one's result.
 var safeToRepeat = map[string]bool{
 	conclavev1grpc.KVService_Get_FullMethodName:               true,
 	conclavev1grpc.KVService_MultiGet_FullMethodName:          true,
@@ -26,6 +26,7 @@ var safeToRepeat = map[string]bool{
 	conclavev1grpc.SessionService_ListSessions_FullMethodName: true,
 	conclavev1grpc.SessionService_KeepAlive_FullMethodName:    true,
 	conclavev1grpc.LockService_Inspect_FullMethodName:         true,
+	conclavev1grpc.ElectionService_Leader_FullMethodName:      true,
 }
 
 // requestIDField is the field every mutating request of the public API may carry.

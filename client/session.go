@@ -33,6 +33,12 @@ func WithAttributes(attrs map[string][]byte) SessionOption {
 	return func(r *conclavev1.CreateSessionRequest) { r.Attributes = attrs }
 }
 
+// WithLockDelay sets the session's lock-delay: when it ends (expires or is revoked)
+// while holding locks, they are granted to no one for d (at most a minute), as Consul's.
+func WithLockDelay(d time.Duration) SessionOption {
+	return func(r *conclavev1.CreateSessionRequest) { r.LockDelayMs = d.Milliseconds() }
+}
+
 // Session is a session kept alive by a goroutine of its own, with a unary KeepAlive every
 // third of its granted TTL (a unary call fails over between endpoints like any other).
 //

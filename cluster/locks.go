@@ -18,9 +18,11 @@ const (
 	grantGone
 )
 
-// grantState looks up queued lock request waiter on name in local state.
-func (n *Node) grantState(name string, waiter uint64) (uint64, grant) {
-	token, state := uint64(0), grantGone
+// grantState looks up queued lock request waiter on name in local state, and returns
+// its hold once granted.
+func (n *Node) grantState(name string, waiter uint64) (*fsmv1.LockHolder, grant) {
+	var hold *fsmv1.LockHolder
+	state := grantGone
 	n.machine.Read(0, func(v *fsm.View) {
 		l, ok := v.Lock(name)
 		if !ok {
@@ -28,7 +30,7 @@ func (n *Node) grantState(name string, waiter uint64) (uint64, grant) {
 		}
 		for _, h := range l.GetHolders() {
 			if h.GetRequest() == waiter {
-				token, state = h.GetToken(), grantGranted
+				hold, state = h, grantGranted
 				return
 			}
 		}
@@ -39,38 +41,42 @@ func (n *Node) grantState(name string, waiter uint64) (uint64, grant) {
 			}
 		}
 	})
-	return token, state
+	return hold, state
 }
 
+// Changed returns a channel closed when this node next applies an entry: wait on it,
+// then read, to follow state without polling.
+func (n *Node) Changed() <-chan struct{} { return n.applied.wait() }
+
 // WaitGrant waits until the queued lock request waiter on name is granted and returns
-// its fencing token. It watches this node's own state, so it needs no leader round trip
+// the hold (its Token is the fencing token). It watches this node's own state, so it needs no leader round trip
 // per check. If ctx ends first it withdraws the request (LockCancel) and, should the grant
 // have won that race, releases the hold: a caller that gave up never holds the lock.
-func (n *Node) WaitGrant(ctx context.Context, name string, waiter uint64) (uint64, error) {
+func (n *Node) WaitGrant(ctx context.Context, name string, waiter uint64) (*fsmv1.LockHolder, error) {
 	// The waiter id is the index of its LockAcquire entry, which this node (perhaps a
 	// follower) may not have applied yet.
 	if err := n.waitApplied(ctx, waiter); err != nil {
 		if ctx.Err() != nil {
 			n.abandon(name, waiter)
 		}
-		return 0, err
+		return nil, err
 	}
 	for {
 		ch := n.applied.wait()
-		switch token, state := n.grantState(name, waiter); state {
+		switch hold, state := n.grantState(name, waiter); state {
 		case grantGranted:
-			return token, nil
+			return hold, nil
 		case grantGone:
-			return 0, fsm.ErrorFromProto(&fsmv1.Error{Code: fsmv1.ErrorCode_ERROR_CODE_NOT_FOUND, Key: []byte(name),
+			return nil, fsm.ErrorFromProto(&fsmv1.Error{Code: fsmv1.ErrorCode_ERROR_CODE_NOT_FOUND, Key: []byte(name),
 				Message: fmt.Sprintf("lock request %d is gone: its session ended or it was withdrawn", waiter)})
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			n.abandon(name, waiter)
-			return 0, ctx.Err()
+			return nil, ctx.Err()
 		case <-n.shutdownCh:
-			return 0, ErrShutdown
+			return nil, ErrShutdown
 		}
 	}
 }
@@ -87,10 +93,10 @@ func (n *Node) abandon(name string, waiter uint64) {
 	// The cancel is applied on the leader; wait until this node has applied as far
 	// before deciding whether the grant won.
 	if idx, err := n.ReadIndex(ctx); err == nil && n.waitApplied(ctx, idx.Index) == nil {
-		if token, state := n.grantState(name, waiter); state == grantGranted {
-			rel := &fsmv1.Command{Op: &fsmv1.Command_LockRelease{LockRelease: &fsmv1.LockRelease{Name: name, Token: token}}}
+		if hold, state := n.grantState(name, waiter); state == grantGranted {
+			rel := &fsmv1.Command{Op: &fsmv1.Command_LockRelease{LockRelease: &fsmv1.LockRelease{Name: name, Token: hold.GetToken()}}}
 			if _, err := n.Apply(ctx, rel); err != nil {
-				n.log.Warn("release a grant nobody waits for", zap.String("lock", name), zap.Uint64("token", token), zap.Error(err))
+				n.log.Warn("release a grant nobody waits for", zap.String("lock", name), zap.Uint64("token", hold.GetToken()), zap.Error(err))
 			}
 		}
 	}

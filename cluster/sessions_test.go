@@ -122,7 +122,9 @@ func TestLocks_MutualExclusionAcrossNodes(t *testing.T) {
 				}
 				token := res.GetLock().GetToken()
 				if !res.GetLock().GetGranted() {
-					token, err = n.WaitGrant(ctx, "L", res.GetLock().GetWaiter())
+					var hold *fsmv1.LockHolder
+					hold, err = n.WaitGrant(ctx, "L", res.GetLock().GetWaiter())
+					token = hold.GetToken()
 				}
 				cancel()
 				if err != nil {
@@ -147,4 +149,37 @@ func TestLocks_MutualExclusionAcrossNodes(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestLocks_LockDelayEndsByTheLeader: a holder's session with a lock-delay ends; the
+// waiter is granted only once the leader's ExpireDue ends the delay, on every node.
+func TestLocks_LockDelayEndsByTheLeader(t *testing.T) {
+	c := newTestCluster(t, 3)
+	f := c.followers()
+	holder, waiter := c.nodes[f[0]].node, c.nodes[f[1]].node
+	res := mustApply(t, holder, &fsmv1.Command{Op: &fsmv1.Command_SessionCreate{SessionCreate: &fsmv1.SessionCreate{TtlMs: 10_000, LockDelayMs: 1_000}}})
+	s1, s2 := res.GetSession().GetId(), createSession(t, waiter, 10*time.Second)
+	acq := func(n *cluster.Node, sess uint64) *fsmv1.LockResult {
+		return mustApply(t, n, &fsmv1.Command{Op: &fsmv1.Command_LockAcquire{LockAcquire: &fsmv1.LockAcquire{Name: "L", SessionId: sess, Wait: true}}}).GetLock()
+	}
+	first := acq(holder, s1)
+	queued := acq(waiter, s2)
+	revoked := mustApply(t, holder, &fsmv1.Command{Op: &fsmv1.Command_SessionRevoke{SessionRevoke: &fsmv1.SessionRevoke{Id: s1}}})
+
+	hold, err := waiter.WaitGrant(ctxT(t), "L", queued.GetWaiter())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The grant came from a later entry (the leader's ExpireDue), not from the revoke.
+	if hold.GetToken() <= revoked.GetIndex() || hold.GetToken() <= first.GetToken() {
+		t.Fatalf("granted with token %d; the revoke was index %d: the lock-delay was skipped", hold.GetToken(), revoked.GetIndex())
+	}
+	c.waitConverged()
+	for _, tn := range c.nodes {
+		var delayed *fsmv1.LockRecord
+		tn.node.Machine().Read(0, func(v *fsm.View) { delayed, _ = v.Lock("L") })
+		if h := delayed.GetHolders(); len(h) != 1 || h[0].GetToken() != hold.GetToken() || delayed.GetDelayUntilUnixNano() != 0 {
+			t.Fatalf("%s: lock %v, want one holder with token %d and no delay", tn.cfg.ID, delayed, hold.GetToken())
+		}
+	}
 }

@@ -63,6 +63,8 @@ func cmd(now int64, op proto.Message) *fsmv1.Command {
 		c.Op = &fsmv1.Command_LockRelease{LockRelease: o}
 	case *fsmv1.LockCancel:
 		c.Op = &fsmv1.Command_LockCancel{LockCancel: o}
+	case *fsmv1.LockProclaim:
+		c.Op = &fsmv1.Command_LockProclaim{LockProclaim: o}
 	default:
 		panic(fmt.Sprintf("cmd: unsupported op %T", op))
 	}

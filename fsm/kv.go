@@ -204,8 +204,10 @@ func (m *Machine) expire(index uint64, now int64, req *conclavev1.ExpireRequest)
 	return &fsmv1.Result_Expire{Expire: &conclavev1.ExpireResponse{Kv: e.toProto(now, false)}}, nil
 }
 
-// expireDue deletes up to limit keys whose deadline is at or before now, oldest first.
-func (m *Machine) expireDue(now int64, limit int) {
+// expireDue deletes up to limit keys whose deadline is at or before now, oldest first,
+// and ends up to limit lock-delays that have passed (granting waiters with token index).
+func (m *Machine) expireDue(index uint64, now int64, limit int) {
+	m.st.endLockDelays(index, now, limit)
 	for range limit {
 		d, ok := m.st.deadlines.Min()
 		if !ok || d.at > now {

@@ -3,6 +3,8 @@ package fsm
 import (
 	"slices"
 
+	"google.golang.org/protobuf/proto"
+
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
 )
 
@@ -13,6 +15,22 @@ type lockState struct {
 	limit   uint32 // most SHARED holders; 0 = no limit
 	holders []*fsmv1.LockHolder
 	waiters []*fsmv1.LockWaiter // FIFO
+	// delayUntil: nothing is granted before this command time (a holder's session ended
+	// with a lock-delay); 0 = none. A delayed lock is stored even with no holder or waiter.
+	delayUntil int64
+}
+
+// lockDelay orders the lock-delay index by end, then lock name.
+type lockDelay struct {
+	until int64
+	name  string
+}
+
+func lockDelayLess(a, b lockDelay) bool {
+	if a.until != b.until {
+		return a.until < b.until
+	}
+	return a.name < b.name
 }
 
 // sessionLock indexes the locks a session holds or waits on, by (session, name).
@@ -35,8 +53,11 @@ func mode(m fsmv1.LockMode) fsmv1.LockMode {
 	return m
 }
 
-// canGrant says whether a request of mode m fits beside the current holders.
-func (l *lockState) canGrant(m fsmv1.LockMode) bool {
+// canGrant says whether a request of mode m fits beside the current holders at now.
+func (l *lockState) canGrant(m fsmv1.LockMode, now int64) bool {
+	if now < l.delayUntil {
+		return false
+	}
 	if m == fsmv1.LockMode_LOCK_MODE_EXCLUSIVE {
 		return len(l.holders) == 0
 	}
@@ -48,17 +69,25 @@ func (l *lockState) canGrant(m fsmv1.LockMode) bool {
 	return l.limit == 0 || len(l.holders) < int(l.limit)
 }
 
-// promote grants waiters in FIFO order while the head fits; their token is index.
+// promote ends a lock-delay that has passed, then grants waiters in FIFO order while
+// the head fits; their token is index.
 func (l *lockState) promote(index uint64, now int64) {
-	for len(l.waiters) > 0 && l.canGrant(l.waiters[0].GetMode()) {
+	if l.delayUntil != 0 && now >= l.delayUntil {
+		l.delayUntil = 0
+	}
+	for len(l.waiters) > 0 && l.canGrant(l.waiters[0].GetMode(), now) {
 		w := l.waiters[0]
 		l.waiters = l.waiters[1:]
-		l.holders = append(l.holders, &fsmv1.LockHolder{SessionId: w.GetSessionId(), Token: index, Mode: w.GetMode(), SinceUnixNano: now, Request: w.GetId()})
+		l.holders = append(l.holders, newHolder(index, now, w.GetSessionId(), w.GetMode(), w.GetId(), w.GetValue()))
 	}
 }
 
+func newHolder(index uint64, now int64, session uint64, md fsmv1.LockMode, request uint64, value []byte) *fsmv1.LockHolder {
+	return &fsmv1.LockHolder{SessionId: session, Token: index, Mode: md, SinceUnixNano: now, Request: request, Value: value, Revision: index}
+}
+
 func (l *lockState) clone() *lockState {
-	return &lockState{name: l.name, limit: l.limit, holders: slices.Clone(l.holders), waiters: slices.Clone(l.waiters)}
+	return &lockState{name: l.name, limit: l.limit, holders: slices.Clone(l.holders), waiters: slices.Clone(l.waiters), delayUntil: l.delayUntil}
 }
 
 func (l *lockState) sessions() []uint64 {
@@ -80,14 +109,17 @@ func (s *state) getLock(name string) (*lockState, bool) {
 	return &lockState{name: name}, false
 }
 
-// putLock stores l (deleting it when empty) and keeps the session index true.
+// putLock stores l (deleting it when empty) and keeps the session and delay indexes true.
 func (s *state) putLock(l *lockState) {
 	if old, ok := s.locks.Get(&lockState{name: l.name}); ok {
 		for _, id := range old.sessions() {
 			s.sessionLocks.Delete(sessionLock{id, l.name})
 		}
+		if old.delayUntil != 0 {
+			s.lockDelays.Delete(lockDelay{old.delayUntil, l.name})
+		}
 	}
-	if len(l.holders) == 0 && len(l.waiters) == 0 {
+	if len(l.holders) == 0 && len(l.waiters) == 0 && l.delayUntil == 0 {
 		s.locks.Delete(l)
 		return
 	}
@@ -95,11 +127,30 @@ func (s *state) putLock(l *lockState) {
 	for _, id := range l.sessions() {
 		s.sessionLocks.Set(sessionLock{id, l.name})
 	}
+	if l.delayUntil != 0 {
+		s.lockDelays.Set(lockDelay{l.delayUntil, l.name})
+	}
+}
+
+// endLockDelays ends up to limit lock-delays that have passed at now, granting those
+// locks' waiters with token index; it returns how many it ended.
+func (s *state) endLockDelays(index uint64, now int64, limit int) int {
+	n := 0
+	for ; n < limit; n++ {
+		d, ok := s.lockDelays.Min()
+		if !ok || d.until > now {
+			break
+		}
+		l, _ := s.getLock(d.name)
+		l.promote(index, now)
+		s.putLock(l)
+	}
+	return n
 }
 
 // releaseSession drops every hold and wait of a session, granting the next waiters with
-// token index.
-func (s *state) releaseSession(id, index uint64, now int64) {
+// token index. Locks it held are not granted again before now+delayMs (lock-delay).
+func (s *state) releaseSession(id, index uint64, now, delayMs int64) {
 	var names []string
 	s.sessionLocks.Ascend(sessionLock{session: id}, func(r sessionLock) bool {
 		if r.session != id {
@@ -110,7 +161,11 @@ func (s *state) releaseSession(id, index uint64, now int64) {
 	})
 	for _, name := range names {
 		l, _ := s.getLock(name)
+		held := len(l.holders)
 		l.holders = slices.DeleteFunc(l.holders, func(h *fsmv1.LockHolder) bool { return h.GetSessionId() == id })
+		if delayMs > 0 && len(l.holders) < held {
+			l.delayUntil = max(l.delayUntil, now+delayMs*1e6)
+		}
 		l.waiters = slices.DeleteFunc(l.waiters, func(w *fsmv1.LockWaiter) bool { return w.GetSessionId() == id })
 		l.promote(index, now)
 		s.putLock(l)
@@ -119,6 +174,10 @@ func (s *state) releaseSession(id, index uint64, now int64) {
 
 func lockResult(granted bool, token, waiter uint64) *fsmv1.Result_Lock {
 	return &fsmv1.Result_Lock{Lock: &fsmv1.LockResult{Granted: granted, Token: token, Waiter: waiter}}
+}
+
+func grantResult(h *fsmv1.LockHolder) *fsmv1.Result_Lock {
+	return &fsmv1.Result_Lock{Lock: &fsmv1.LockResult{Granted: true, Token: h.GetToken(), Holder: h}}
 }
 
 func (m *Machine) lockAcquire(index uint64, now int64, op *fsmv1.LockAcquire) (*fsmv1.Result_Lock, *Error) {
@@ -130,14 +189,14 @@ func (m *Machine) lockAcquire(index uint64, now int64, op *fsmv1.LockAcquire) (*
 		return nil, NoSession(op.GetSessionId())
 	}
 	l, exists := m.st.getLock(name)
-	if !exists {
-		l.limit = op.GetLimit()
+	if !exists || len(l.holders)+len(l.waiters) == 0 {
+		l.limit = op.GetLimit() // a lock kept only by its lock-delay takes the new limit
 	} else if md == fsmv1.LockMode_LOCK_MODE_SHARED && l.limit != op.GetLimit() {
 		return nil, errInvalid([]byte(name), "lock has a limit of %d holders, not %d", l.limit, op.GetLimit())
 	}
 	for _, h := range l.holders {
 		if h.GetSessionId() == op.GetSessionId() {
-			return lockResult(true, h.GetToken(), 0), nil // already held: the same hold
+			return grantResult(h), nil // already held: the same hold
 		}
 	}
 	for _, w := range l.waiters {
@@ -145,15 +204,21 @@ func (m *Machine) lockAcquire(index uint64, now int64, op *fsmv1.LockAcquire) (*
 			return lockResult(false, 0, w.GetId()), nil // already waiting
 		}
 	}
+	l.promote(index, now) // a lock-delay may have passed with waiters queued
 	switch {
-	case len(l.waiters) == 0 && l.canGrant(md):
-		l.holders = append(l.holders, &fsmv1.LockHolder{SessionId: op.GetSessionId(), Token: index, Mode: md, SinceUnixNano: now, Request: index})
+	case len(l.waiters) == 0 && l.canGrant(md, now):
+		h := newHolder(index, now, op.GetSessionId(), md, index, op.GetValue())
+		l.holders = append(l.holders, h)
 		m.st.putLock(l)
-		return lockResult(true, index, 0), nil
+		return grantResult(h), nil
 	case op.GetWait():
-		l.waiters = append(l.waiters, &fsmv1.LockWaiter{Id: index, SessionId: op.GetSessionId(), Mode: md, SinceUnixNano: now})
+		l.waiters = append(l.waiters, &fsmv1.LockWaiter{Id: index, SessionId: op.GetSessionId(), Mode: md, SinceUnixNano: now, Value: op.GetValue()})
 		m.st.putLock(l)
 		return lockResult(false, 0, index), nil
+	}
+	m.st.putLock(l) // promote may have granted waiters whose lock-delay passed
+	if now < l.delayUntil {
+		return nil, newError(fsmv1.ErrorCode_ERROR_CODE_LOCK_HELD, []byte(name), "lock is in its lock-delay for %d ms more: its holder's session ended", (l.delayUntil-now+999_999)/1e6)
 	}
 	holder := uint64(0)
 	if len(l.holders) > 0 {
@@ -172,6 +237,19 @@ func (m *Machine) lockRelease(index uint64, now int64, op *fsmv1.LockRelease) (*
 	l.promote(index, now)
 	m.st.putLock(l)
 	return lockResult(false, 0, 0), nil
+}
+
+func (m *Machine) lockProclaim(index uint64, op *fsmv1.LockProclaim) (*fsmv1.Result_Lock, *Error) {
+	l, _ := m.st.getLock(op.GetName())
+	i := slices.IndexFunc(l.holders, func(h *fsmv1.LockHolder) bool { return h.GetToken() == op.GetToken() })
+	if op.GetToken() == 0 || i < 0 {
+		return nil, errStaleToken(op.GetName(), op.GetToken())
+	}
+	h := proto.CloneOf(l.holders[i]) // stored holders are never changed in place
+	h.Value, h.Revision = op.GetValue(), index
+	l.holders[i] = h
+	m.st.putLock(l)
+	return grantResult(h), nil
 }
 
 func (m *Machine) lockCancel(index uint64, now int64, op *fsmv1.LockCancel) *fsmv1.Result_Lock {
@@ -198,5 +276,5 @@ func checkFence(s *state, name string, token uint64) *Error {
 }
 
 func (l *lockState) proto() *fsmv1.LockRecord {
-	return &fsmv1.LockRecord{Name: l.name, Limit: l.limit, Holders: l.holders, Waiters: l.waiters}
+	return &fsmv1.LockRecord{Name: l.name, Limit: l.limit, Holders: l.holders, Waiters: l.waiters, DelayUntilUnixNano: l.delayUntil}
 }

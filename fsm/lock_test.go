@@ -244,3 +244,86 @@ func TestLock_SnapshotRestore(t *testing.T) {
 		t.Fatal("restored and original machines diverged")
 	}
 }
+
+func (b *lockBench) lock(name string) *fsmv1.LockRecord {
+	var out *fsmv1.LockRecord
+	b.m.Read(0, func(v *fsm.View) { out, _ = v.Lock(name) })
+	return out
+}
+
+func TestLock_LockDelayAfterSessionEnd(t *testing.T) {
+	b := newLockBench(t, 2)                                       // sessions 1, 2
+	b.ok(&fsmv1.SessionCreate{TtlMs: 10_000, LockDelayMs: 5_000}) // session 3
+	b.ok(acquire("L", 3, false))
+	b.ok(acquire("M", 3, false))
+	b.ok(acquire("L", 1, true)) // waits behind session 3
+	b.ok(&fsmv1.SessionExpire{Ids: []uint64{3}})
+	ended := b.index // commands are one second apart: the delay lasts 5 more of them
+
+	if l := b.lock("L"); len(l.GetHolders()) != 0 || len(l.GetWaiters()) != 1 || l.GetDelayUntilUnixNano() != t0+int64(ended)*s+5*s {
+		t.Fatalf("after the holder's session expired: %v, want no holder, one waiter, delayed 5 s", l)
+	}
+	if _, err := b.apply(acquire("M", 2, false)); !errors.Is(err, fsm.ErrLockHeld) {
+		t.Fatalf("try-once during the lock-delay: %v, want ErrLockHeld", err)
+	}
+	var due int
+	b.m.Read(t0+int64(ended+4)*s, func(v *fsm.View) { due = v.DueCount(10) })
+	if due != 0 {
+		t.Fatalf("DueCount before the delay passed: %d", due)
+	}
+	b.ok(&fsmv1.ExpireDue{Limit: 10}) // ended+2: still delayed
+	if got := b.holders("L"); len(got) != 0 {
+		t.Fatalf("granted during the lock-delay: %v", got)
+	}
+	b.m.Read(t0+int64(ended+5)*s, func(v *fsm.View) { due = v.DueCount(10) })
+	if due == 0 {
+		t.Fatal("DueCount when the delay has passed: 0, want the leader told to propose ExpireDue")
+	}
+	for b.index < ended+5 {
+		b.ok(nil)
+	}
+	// The leader's ExpireDue ends the delay and grants the waiter, with its own index.
+	b.ok(&fsmv1.ExpireDue{Limit: 10})
+	l := b.lock("L")
+	if h := l.GetHolders(); len(h) != 1 || h[0].GetSessionId() != 1 || h[0].GetToken() != b.index || l.GetDelayUntilUnixNano() != 0 {
+		t.Fatalf("after the delay: %v, want session 1 holding with token %d", l, b.index)
+	}
+	// A try-once acquire after the delay ends it itself.
+	if res := b.ok(acquire("M", 2, false)).GetLock(); !res.GetGranted() {
+		t.Fatalf("acquire after M's delay: %v", res)
+	}
+
+	// Releasing explicitly, or a session without a lock-delay, delays nothing.
+	tok := b.ok(acquire("N", 2, false)).GetLock().GetToken()
+	b.ok(&fsmv1.LockRelease{Name: "N", Token: tok})
+	b.ok(&fsmv1.SessionRevoke{Id: 2})
+	if l := b.lock("N"); l != nil {
+		t.Fatalf("lock N after an explicit release: %v, want gone", l)
+	}
+	if l := b.lock("M"); l != nil {
+		t.Fatalf("lock M after its holder without lock-delay was revoked: %v, want gone", l)
+	}
+}
+
+func TestLock_ProclaimChangesTheHoldersValue(t *testing.T) {
+	b := newLockBench(t, 2)
+	tok := b.ok(&fsmv1.LockAcquire{Name: "E", SessionId: 1, Value: []byte("a")}).GetLock().GetToken()
+	b.ok(&fsmv1.LockAcquire{Name: "E", SessionId: 2, Value: []byte("b"), Wait: true})
+	if h := b.lock("E").GetHolders()[0]; string(h.GetValue()) != "a" || h.GetRevision() != tok {
+		t.Fatalf("leader %v, want value a at revision %d", h, tok)
+	}
+	b.ok(&fsmv1.LockProclaim{Name: "E", Token: tok, Value: []byte("a2")})
+	if h := b.lock("E").GetHolders()[0]; string(h.GetValue()) != "a2" || h.GetRevision() != b.index || h.GetToken() != tok {
+		t.Fatalf("after proclaim %v, want value a2 at revision %d, token %d", h, b.index, tok)
+	}
+	if _, err := b.apply(&fsmv1.LockProclaim{Name: "E", Token: tok + 1, Value: []byte("x")}); !errors.Is(err, fsm.ErrAborted) {
+		t.Fatalf("proclaim with a token that does not lead: %v, want ErrAborted", err)
+	}
+	b.ok(&fsmv1.LockRelease{Name: "E", Token: tok})
+	if h := b.lock("E").GetHolders()[0]; h.GetSessionId() != 2 || string(h.GetValue()) != "b" {
+		t.Fatalf("next leader %v, want session 2 with its campaign value b", h)
+	}
+	if _, err := b.apply(&fsmv1.LockProclaim{Name: "E", Token: tok, Value: []byte("x")}); !errors.Is(err, fsm.ErrAborted) {
+		t.Fatalf("proclaim by a resigned leader: %v, want ErrAborted", err)
+	}
+}

@@ -117,7 +117,7 @@ func (m *Machine) dispatch(index uint64, now int64, cmd *fsmv1.Command) *fsmv1.R
 	case *fsmv1.Command_MemberRemove:
 		m.st.members.Delete(&fsmv1.Member{Id: op.MemberRemove.GetId()})
 	case *fsmv1.Command_ExpireDue:
-		m.expireDue(now, int(op.ExpireDue.GetLimit()))
+		m.expireDue(index, now, int(op.ExpireDue.GetLimit()))
 	case *fsmv1.Command_Set:
 		res.Value, err = m.set(m.st, index, now, op.Set)
 	case *fsmv1.Command_MultiSet:
@@ -144,6 +144,8 @@ func (m *Machine) dispatch(index uint64, now int64, cmd *fsmv1.Command) *fsmv1.R
 		res.Value, err = m.lockAcquire(index, now, op.LockAcquire)
 	case *fsmv1.Command_LockRelease:
 		res.Value, err = m.lockRelease(index, now, op.LockRelease)
+	case *fsmv1.Command_LockProclaim:
+		res.Value, err = m.lockProclaim(index, op.LockProclaim)
 	case *fsmv1.Command_LockCancel:
 		res.Value = m.lockCancel(index, now, op.LockCancel)
 	case nil:

@@ -75,6 +75,7 @@ type gen struct {
 	ids      []string
 	sessions []uint64  // indexes of valid SessionCreate commands (retried ones never existed)
 	acquires []lockRef // LockAcquire commands: their index is the token of those granted at once
+	proclaim *lockRef  // an acquire whose hold, if granted at once, the next lock command proclaims
 }
 
 type lockRef struct {
@@ -265,9 +266,14 @@ func (g *gen) attributes() []*fsmv1.Attribute {
 func (g *gen) lock(c *fsmv1.Command) {
 	name := string(rune('A' + g.r.IntN(3)))
 	recent := func() uint64 { return g.index - uint64(g.r.IntN(int(min(g.index, 40)))) }
+	if ref := g.proclaim; ref != nil {
+		g.proclaim = nil
+		c.Op = &fsmv1.Command_LockProclaim{LockProclaim: &fsmv1.LockProclaim{Name: ref.name, Token: ref.index, Value: g.value()}}
+		return
+	}
 	switch w := g.r.IntN(100); {
 	case w < 55:
-		op := &fsmv1.LockAcquire{Name: name, SessionId: g.sessionID(), Wait: g.r.IntN(2) == 0}
+		op := &fsmv1.LockAcquire{Name: name, SessionId: g.sessionID(), Wait: g.r.IntN(2) == 0, Value: g.value()}
 		if name == "C" { // a semaphore of 2, sometimes asked with the wrong limit
 			op.Mode, op.Limit = fsmv1.LockMode_LOCK_MODE_SHARED, 2
 			if g.r.IntN(10) == 0 {
@@ -276,7 +282,11 @@ func (g *gen) lock(c *fsmv1.Command) {
 		} else if g.r.IntN(3) == 0 {
 			op.Mode = fsmv1.LockMode_LOCK_MODE_SHARED
 		}
-		g.acquires = append(g.acquires, lockRef{name, g.index})
+		ref := lockRef{name, g.index}
+		g.acquires = append(g.acquires, ref)
+		if g.r.IntN(4) == 0 {
+			g.proclaim = &ref
+		}
 		c.Op = &fsmv1.Command_LockAcquire{LockAcquire: op}
 	case w < 85:
 		token := recent()
@@ -288,6 +298,8 @@ func (g *gen) lock(c *fsmv1.Command) {
 			name, token = ref.name, ref.index
 		}
 		c.Op = &fsmv1.Command_LockRelease{LockRelease: &fsmv1.LockRelease{Name: name, Token: token}}
+	case w < 90:
+		c.Op = &fsmv1.Command_LockProclaim{LockProclaim: &fsmv1.LockProclaim{Name: name, Token: recent(), Value: g.value()}}
 	default:
 		c.Op = &fsmv1.Command_LockCancel{LockCancel: &fsmv1.LockCancel{Name: name, Waiter: recent()}}
 	}
@@ -303,6 +315,9 @@ func (g *gen) session(c *fsmv1.Command) {
 	switch w := g.r.IntN(100); {
 	case w < 35:
 		op := &fsmv1.SessionCreate{Owner: g.owner(), TtlMs: 1 + g.r.Int64N(10_000), Attributes: g.attributes()}
+		if g.r.IntN(3) == 0 {
+			op.LockDelayMs = g.r.Int64N(5_000)
+		}
 		if g.r.IntN(4) == 0 {
 			op.MaxLifetimeMs = g.r.Int64N(60_000)
 		}
@@ -478,7 +493,7 @@ func TestRandom_Replicas(t *testing.T) {
 	t.Logf("final snapshot %d bytes, clock %+dms", len(final), (a.Clock()-t0)/ms)
 	for _, k := range []string{"Set", "MultiSet", "Delete", "Increment", "Expire", "Txn", "ExpireDue", "LeaderStart", "MemberPut", "MemberRemove", "empty", "SetInSession",
 		"SessionCreate", "SessionRevoke", "SessionRevokeByOwner", "SessionSetAttributes", "SessionExpire",
-		"LockAcquire", "LockRelease", "LockCancel"} {
+		"LockAcquire", "LockRelease", "LockCancel", "LockProclaim"} {
 		c := stats[k]
 		if c == nil {
 			c = &counts{}

@@ -16,6 +16,7 @@ type session struct {
 	ttlMs         int64
 	createdAt     int64 // command time of the create
 	maxLifetimeMs int64 // 0: none
+	lockDelayMs   int64 // locks held when the session ends stay ungranted this long
 	attrs         []*fsmv1.Attribute
 	attrRev       uint64
 }
@@ -48,12 +49,12 @@ func sessionKeyLess(a, b sessionKey) bool {
 
 func (s *session) proto() *fsmv1.SessionRecord {
 	return &fsmv1.SessionRecord{Id: s.id, Owner: s.owner, TtlMs: s.ttlMs, CreatedAtUnixNano: s.createdAt,
-		MaxLifetimeMs: s.maxLifetimeMs, Attributes: s.attrs, AttributesRevision: s.attrRev}
+		MaxLifetimeMs: s.maxLifetimeMs, Attributes: s.attrs, AttributesRevision: s.attrRev, LockDelayMs: s.lockDelayMs}
 }
 
 func sessionFromProto(r *fsmv1.SessionRecord) *session {
 	return &session{id: r.GetId(), owner: r.GetOwner(), ttlMs: r.GetTtlMs(), createdAt: r.GetCreatedAtUnixNano(),
-		maxLifetimeMs: r.GetMaxLifetimeMs(), attrs: r.GetAttributes(), attrRev: r.GetAttributesRevision()}
+		maxLifetimeMs: r.GetMaxLifetimeMs(), attrs: r.GetAttributes(), attrRev: r.GetAttributesRevision(), lockDelayMs: r.GetLockDelayMs()}
 }
 
 // addSession stores a session and its owner index entry.
@@ -71,7 +72,7 @@ func (s *state) endSession(id, index uint64, now int64) (bool, int64) {
 		return false, 0
 	}
 	s.owners.Delete(ownerRef{ss.owner, id})
-	s.releaseSession(id, index, now)
+	s.releaseSession(id, index, now, ss.lockDelayMs)
 	var keys []string
 	s.sessionKeys.Ascend(sessionKey{id: id}, func(k sessionKey) bool {
 		if k.id != id {
@@ -124,15 +125,15 @@ func (m *Machine) sessionCreate(index uint64, now int64, op *fsmv1.SessionCreate
 	if op.GetTtlMs() <= 0 {
 		return nil, errInvalid(nil, "session ttl_ms must be positive")
 	}
-	if op.GetMaxLifetimeMs() < 0 {
-		return nil, errInvalid(nil, "session max_lifetime_ms must not be negative")
+	if op.GetMaxLifetimeMs() < 0 || op.GetLockDelayMs() < 0 {
+		return nil, errInvalid(nil, "session max_lifetime_ms and lock_delay_ms must not be negative")
 	}
 	attrs, err := mergeAttributes(nil, op.GetAttributes(), nil)
 	if err != nil {
 		return nil, err
 	}
 	m.st.addSession(&session{id: index, owner: op.GetOwner(), ttlMs: op.GetTtlMs(), createdAt: now,
-		maxLifetimeMs: op.GetMaxLifetimeMs(), attrs: attrs, attrRev: index})
+		maxLifetimeMs: op.GetMaxLifetimeMs(), attrs: attrs, attrRev: index, lockDelayMs: op.GetLockDelayMs()})
 	return &fsmv1.Result_Session{Session: &fsmv1.SessionResult{Id: index}}, nil
 }
 

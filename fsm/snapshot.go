@@ -187,7 +187,7 @@ func readSnapshot(r io.Reader) (*state, *fsmv1.SnapshotMeta, error) {
 			st.addSession(sessionFromProto(x.Session))
 		case *fsmv1.SnapshotRecord_Lock:
 			r := x.Lock
-			st.putLock(&lockState{name: r.GetName(), limit: r.GetLimit(), holders: r.GetHolders(), waiters: r.GetWaiters()})
+			st.putLock(&lockState{name: r.GetName(), limit: r.GetLimit(), holders: r.GetHolders(), waiters: r.GetWaiters(), delayUntil: r.GetDelayUntilUnixNano()})
 		case *fsmv1.SnapshotRecord_Member:
 			st.members.Set(x.Member)
 		case *fsmv1.SnapshotRecord_Dedup:

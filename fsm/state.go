@@ -96,6 +96,7 @@ type state struct {
 	sessionKeys  *btree.BTreeG[sessionKey]
 	locks        *btree.BTreeG[*lockState]
 	sessionLocks *btree.BTreeG[sessionLock] // derived
+	lockDelays   *btree.BTreeG[lockDelay]   // derived
 }
 
 var treeOpts = btree.Options{NoLocks: true}
@@ -112,6 +113,7 @@ func newState() *state {
 		sessionKeys:  btree.NewBTreeGOptions(sessionKeyLess, treeOpts),
 		locks:        btree.NewBTreeGOptions(func(a, b *lockState) bool { return a.name < b.name }, treeOpts),
 		sessionLocks: btree.NewBTreeGOptions(sessionLockLess, treeOpts),
+		lockDelays:   btree.NewBTreeGOptions(lockDelayLess, treeOpts),
 	}
 }
 
@@ -127,6 +129,7 @@ func (s *state) clone() *state {
 		sessionKeys:  s.sessionKeys.Copy(),
 		locks:        s.locks.Copy(),
 		sessionLocks: s.sessionLocks.Copy(),
+		lockDelays:   s.lockDelays.Copy(),
 	}
 }
 

@@ -86,9 +86,13 @@ func (v *View) NextDeadline() (int64, bool) {
 	return d.at, ok
 }
 
-// DueCount counts, up to limit, the keys whose deadline is at or before the view's now.
+// DueCount counts, up to limit, the keys whose deadline is at or before the view's now,
+// and the lock-delays that have passed.
 func (v *View) DueCount(limit int) int {
 	n := 0
+	if d, ok := v.st.lockDelays.Min(); ok && d.until <= v.now {
+		n++
+	}
 	v.st.deadlines.Scan(func(d deadline) bool {
 		if d.at > v.now || n == limit {
 			return false

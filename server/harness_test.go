@@ -130,3 +130,12 @@ func wantCode(t *testing.T, err error, want codes.Code, reason string) {
 }
 
 var errTest = errors.New("test: something else")
+
+// wantField fails the test unless err is InvalidArgument with a BadRequest naming field.
+func wantField(t *testing.T, err error, field string) {
+	t.Helper()
+	wantCode(t, err, codes.InvalidArgument, "INVALID_ARGUMENT")
+	if br := badRequest(err); br == nil || len(br.GetFieldViolations()) != 1 || br.GetFieldViolations()[0].GetField() != field {
+		t.Fatalf("BadRequest = %v (%v), want field %q", br, err, field)
+	}
+}

@@ -20,40 +20,54 @@ type lockService struct {
 // MaxLockWait bounds wait_timeout_ms.
 const MaxLockWait = time.Hour
 
+// MaxLockDelay bounds a session's lock_delay_ms, as Consul's 60 s.
+const MaxLockDelay = time.Minute
+
 func (s *lockService) Acquire(ctx context.Context, req *conclavev1.AcquireRequest) (*conclavev1.AcquireResponse, error) {
 	if err := validateAcquire(req); err != nil {
 		return nil, toStatus(err)
 	}
-	wait := time.Duration(req.GetWaitTimeoutMs()) * time.Millisecond
 	cmd := &fsmv1.Command{RequestId: req.GetRequestId(), Op: &fsmv1.Command_LockAcquire{LockAcquire: &fsmv1.LockAcquire{
-		Name: req.GetName(), SessionId: req.GetSessionId(), Mode: fsmv1.LockMode(req.GetMode()), Limit: req.GetLimit(), Wait: wait > 0,
+		Name: req.GetName(), SessionId: req.GetSessionId(), Mode: fsmv1.LockMode(req.GetMode()), Limit: req.GetLimit(), Wait: req.GetWaitTimeoutMs() > 0,
 	}}}
-	res, index, err := apply(ctx, s.node, cmd, (*fsmv1.Result).GetLock)
+	hold, err := acquire(ctx, s.node, cmd, time.Duration(req.GetWaitTimeoutMs())*time.Millisecond)
+	if err != nil {
+		return nil, err
+	}
+	return &conclavev1.AcquireResponse{Header: s.node.Header(hold.GetToken()), Token: hold.GetToken()}, nil
+}
+
+// acquire applies a LockAcquire and, if it was queued, waits for the grant: up to wait,
+// or as long as ctx lasts when wait is 0. A wait that ends without the lock fails with
+// LOCK_HELD, and the request is withdrawn.
+func acquire(ctx context.Context, node Node, cmd *fsmv1.Command, wait time.Duration) (*fsmv1.LockHolder, error) {
+	res, _, err := apply(ctx, node, cmd, (*fsmv1.Result).GetLock)
 	if err != nil {
 		return nil, err
 	}
 	if res.GetGranted() {
-		return &conclavev1.AcquireResponse{Header: s.node.Header(index), Token: res.GetToken()}, nil
+		return res.GetHolder(), nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, wait)
+	wctx, cancel := ctx, context.CancelFunc(func() {})
+	if wait > 0 {
+		wctx, cancel = context.WithTimeout(ctx, wait)
+	}
 	defer cancel()
-	token, err := s.node.WaitGrant(wctx, req.GetName(), res.GetWaiter())
+	name := cmd.GetLockAcquire().GetName()
+	hold, err := node.WaitGrant(wctx, name, res.GetWaiter())
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		err = fsm.ErrorFromProto(&fsmv1.Error{Code: fsmv1.ErrorCode_ERROR_CODE_LOCK_HELD, Key: []byte(req.GetName()),
-			Message: "not acquired within wait_timeout_ms " + wait.String()})
+		err = fsm.ErrorFromProto(&fsmv1.Error{Code: fsmv1.ErrorCode_ERROR_CODE_LOCK_HELD, Key: []byte(name),
+			Message: "not granted within wait_timeout_ms " + wait.String()})
 	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &conclavev1.AcquireResponse{Header: s.node.Header(token), Token: token}, nil
+	return hold, nil
 }
 
 func (s *lockService) Release(ctx context.Context, req *conclavev1.ReleaseRequest) (*conclavev1.ReleaseResponse, error) {
-	if err := firstErr(checkLockName(req.GetName()), checkRequestID("request_id", req.GetRequestId())); err != nil {
+	if err := firstErr(checkLockName(req.GetName()), checkToken(req.GetToken()), checkRequestID("request_id", req.GetRequestId())); err != nil {
 		return nil, toStatus(err)
-	}
-	if req.GetToken() == 0 {
-		return nil, toStatus(invalid("token", "must be the fencing token Acquire returned (non-zero)"))
 	}
 	cmd := &fsmv1.Command{RequestId: req.GetRequestId(), Op: &fsmv1.Command_LockRelease{LockRelease: &fsmv1.LockRelease{Name: req.GetName(), Token: req.GetToken()}}}
 	_, index, err := apply(ctx, s.node, cmd, (*fsmv1.Result).GetLock)
@@ -73,7 +87,7 @@ func (s *lockService) Inspect(ctx context.Context, req *conclavev1.InspectReques
 		if !ok {
 			return
 		}
-		resp.Limit = l.GetLimit()
+		resp.Limit, resp.DelayUntilUnixMs = l.GetLimit(), l.GetDelayUntilUnixNano()/1e6
 		for _, x := range l.GetHolders() {
 			resp.Holders = append(resp.Holders, &conclavev1.LockHolder{SessionId: x.GetSessionId(), Token: x.GetToken(),
 				Mode: conclavev1.LockMode(x.GetMode()), SinceUnixMs: x.GetSinceUnixNano() / 1e6})

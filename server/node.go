@@ -40,9 +40,11 @@ type Node interface {
 	// KeepAlive renews a session's deadline on the leader without a raft write and
 	// returns how long the session now lives; a missing session is an fsm NotFound.
 	KeepAlive(ctx context.Context, id uint64) (time.Duration, error)
-	// WaitGrant waits until a queued lock request is granted and returns its fencing
-	// token; if ctx ends first the request is withdrawn (and released if granted).
-	WaitGrant(ctx context.Context, name string, waiter uint64) (uint64, error)
+	// WaitGrant waits until a queued lock request is granted and returns the hold (with
+	// its fencing token); if ctx ends first the request is withdrawn (and released if granted).
+	WaitGrant(ctx context.Context, name string, waiter uint64) (*fsmv1.LockHolder, error)
+	// Changed returns a channel closed when the node next applies an entry.
+	Changed() <-chan struct{}
 	// MinSessionTTL is the shortest TTL a session is granted.
 	MinSessionTTL() time.Duration
 	// LeaderKnown reports whether this node currently knows a leader (for health).

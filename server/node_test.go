@@ -28,12 +28,15 @@ type localNode struct {
 
 	membersMu sync.Mutex
 	members   []*conclavev1.Member
+
+	changedMu sync.Mutex
+	changed   chan struct{} // closed after each apply
 }
 
 var _ Node = (*localNode)(nil)
 
 func newLocalNode() *localNode {
-	n := &localNode{m: fsm.New()}
+	n := &localNode{m: fsm.New(), changed: make(chan struct{})}
 	n.leaderKnown.Store(true)
 	n.members = []*conclavev1.Member{{Id: "local", RaftAddress: "127.0.0.1:7000", GrpcAddress: "127.0.0.1:8000", Voter: true, Leader: true}}
 	return n
@@ -59,7 +62,18 @@ func (n *localNode) Apply(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Resul
 	if err != nil {
 		return nil, err
 	}
-	return n.m.Apply(n.index, data), nil
+	res := n.m.Apply(n.index, data)
+	n.changedMu.Lock()
+	close(n.changed)
+	n.changed = make(chan struct{})
+	n.changedMu.Unlock()
+	return res, nil
+}
+
+func (n *localNode) Changed() <-chan struct{} {
+	n.changedMu.Lock()
+	defer n.changedMu.Unlock()
+	return n.changed
 }
 
 func (n *localNode) Read(ctx context.Context, c conclavev1.Consistency, fn func(v *fsm.View)) (*conclavev1.ResponseHeader, error) {
@@ -79,17 +93,18 @@ func (n *localNode) Header(revision uint64) *conclavev1.ResponseHeader {
 	return &conclavev1.ResponseHeader{Revision: revision, NodeId: n.ID(), RaftTerm: 1, AppliedIndex: n.m.AppliedIndex()}
 }
 
-// WaitGrant polls the machine (the fake has no apply notifications) until the request
-// is granted, gone, or ctx ends (then it withdraws the request).
-func (n *localNode) WaitGrant(ctx context.Context, name string, waiter uint64) (uint64, error) {
+// WaitGrant follows the machine until the request is granted, gone, or ctx ends (then
+// it withdraws the request).
+func (n *localNode) WaitGrant(ctx context.Context, name string, waiter uint64) (*fsmv1.LockHolder, error) {
 	for {
-		var token uint64
+		changed := n.Changed()
+		var hold *fsmv1.LockHolder
 		waiting := false
 		n.m.Read(0, func(v *fsm.View) {
 			l, _ := v.Lock(name)
 			for _, h := range l.GetHolders() {
 				if h.GetRequest() == waiter {
-					token = h.GetToken()
+					hold = h
 				}
 			}
 			for _, w := range l.GetWaiters() {
@@ -97,16 +112,16 @@ func (n *localNode) WaitGrant(ctx context.Context, name string, waiter uint64) (
 			}
 		})
 		switch {
-		case token != 0:
-			return token, nil
+		case hold != nil:
+			return hold, nil
 		case !waiting:
-			return 0, fsm.ErrorFromProto(&fsmv1.Error{Code: fsmv1.ErrorCode_ERROR_CODE_NOT_FOUND, Message: "lock request gone"})
+			return nil, fsm.ErrorFromProto(&fsmv1.Error{Code: fsmv1.ErrorCode_ERROR_CODE_NOT_FOUND, Message: "lock request gone"})
 		}
 		select {
 		case <-ctx.Done():
 			_, _ = n.Apply(context.Background(), &fsmv1.Command{Op: &fsmv1.Command_LockCancel{LockCancel: &fsmv1.LockCancel{Name: name, Waiter: waiter}}})
-			return 0, ctx.Err()
-		case <-time.After(2 * time.Millisecond): // polling interval of the fake
+			return nil, ctx.Err()
+		case <-changed:
 		}
 	}
 }

@@ -81,6 +81,7 @@ func New(cfg Config, node Node, log *zap.Logger) *Server {
 	conclavev1grpc.RegisterClusterServiceServer(s.grpc, &clusterService{node: node})
 	conclavev1grpc.RegisterSessionServiceServer(s.grpc, &sessionService{node: node})
 	conclavev1grpc.RegisterLockServiceServer(s.grpc, &lockService{node: node})
+	conclavev1grpc.RegisterElectionServiceServer(s.grpc, &electionService{node: node})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 

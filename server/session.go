@@ -28,6 +28,7 @@ func (s *sessionService) CreateSession(ctx context.Context, req *conclavev1.Crea
 	ttl := max(time.Duration(req.GetTtlMs())*time.Millisecond, s.node.MinSessionTTL())
 	cmd := &fsmv1.Command{RequestId: req.GetRequestId(), Op: &fsmv1.Command_SessionCreate{SessionCreate: &fsmv1.SessionCreate{
 		Owner: req.GetOwner(), TtlMs: ttl.Milliseconds(), MaxLifetimeMs: req.GetMaxLifetimeMs(), Attributes: attributes(req.GetAttributes()),
+		LockDelayMs: req.GetLockDelayMs(),
 	}}}
 	res, index, err := apply(ctx, s.node, cmd, (*fsmv1.Result).GetSession)
 	if err != nil {
@@ -165,7 +166,7 @@ func attributes(m map[string][]byte) []*fsmv1.Attribute {
 func sessionProto(r *fsmv1.SessionRecord) *conclavev1.Session {
 	s := &conclavev1.Session{
 		Id: r.GetId(), Owner: r.GetOwner(), TtlMs: r.GetTtlMs(), CreatedAtUnixMs: r.GetCreatedAtUnixNano() / 1e6,
-		MaxLifetimeMs: r.GetMaxLifetimeMs(), AttributesRevision: r.GetAttributesRevision(),
+		MaxLifetimeMs: r.GetMaxLifetimeMs(), AttributesRevision: r.GetAttributesRevision(), LockDelayMs: r.GetLockDelayMs(),
 		Attributes: make(map[string][]byte, len(r.GetAttributes())),
 	}
 	for _, a := range r.GetAttributes() {

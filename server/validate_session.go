@@ -50,6 +50,8 @@ func validateCreateSession(req *conclavev1.CreateSessionRequest) error {
 		return invalid("ttl_ms", "must be 0 (the minimum) to %d, got %d", int64(maxSessionTTLMs), req.GetTtlMs())
 	case req.GetMaxLifetimeMs() < 0 || req.GetMaxLifetimeMs() > maxSessionTTLMs:
 		return invalid("max_lifetime_ms", "must be 0 (none) to %d, got %d", int64(maxSessionTTLMs), req.GetMaxLifetimeMs())
+	case req.GetLockDelayMs() < 0 || req.GetLockDelayMs() > MaxLockDelay.Milliseconds():
+		return invalid("lock_delay_ms", "must be 0 (none) to %d, got %d", MaxLockDelay.Milliseconds(), req.GetLockDelayMs())
 	}
 	return firstErr(checkOwner(req.GetOwner(), false), checkAttributes("attributes", req.GetAttributes()), checkRequestID("request_id", req.GetRequestId()))
 }

@@ -502,13 +502,16 @@ func (x *LockWaiter) GetSinceUnixMs() int64 {
 }
 
 type InspectResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	Holders       []*LockHolder          `protobuf:"bytes,2,rep,name=holders,proto3" json:"holders,omitempty"`
-	Waiters       []*LockWaiter          `protobuf:"bytes,3,rep,name=waiters,proto3" json:"waiters,omitempty"`
-	Limit         uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Header  *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Holders []*LockHolder          `protobuf:"bytes,2,rep,name=holders,proto3" json:"holders,omitempty"`
+	Waiters []*LockWaiter          `protobuf:"bytes,3,rep,name=waiters,proto3" json:"waiters,omitempty"`
+	Limit   uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	// delay_until_unix_ms: a holder's session ended with a lock-delay; nothing is granted
+	// before this time. 0 = no delay.
+	DelayUntilUnixMs int64 `protobuf:"varint,5,opt,name=delay_until_unix_ms,json=delayUntilUnixMs,proto3" json:"delay_until_unix_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *InspectResponse) Reset() {
@@ -569,6 +572,13 @@ func (x *InspectResponse) GetLimit() uint32 {
 	return 0
 }
 
+func (x *InspectResponse) GetDelayUntilUnixMs() int64 {
+	if x != nil {
+		return x.DelayUntilUnixMs
+	}
+	return 0
+}
+
 var File_conclave_v1_lock_proto protoreflect.FileDescriptor
 
 const file_conclave_v1_lock_proto_rawDesc = "" +
@@ -608,12 +618,13 @@ const file_conclave_v1_lock_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\x04R\tsessionId\x12)\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x15.conclave.v1.LockModeR\x04mode\x12\"\n" +
-	"\rsince_unix_ms\x18\x03 \x01(\x03R\vsinceUnixMs\"\xc2\x01\n" +
+	"\rsince_unix_ms\x18\x03 \x01(\x03R\vsinceUnixMs\"\xf1\x01\n" +
 	"\x0fInspectResponse\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.conclave.v1.ResponseHeaderR\x06header\x121\n" +
 	"\aholders\x18\x02 \x03(\v2\x17.conclave.v1.LockHolderR\aholders\x121\n" +
 	"\awaiters\x18\x03 \x03(\v2\x17.conclave.v1.LockWaiterR\awaiters\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\rR\x05limit*T\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\x12-\n" +
+	"\x13delay_until_unix_ms\x18\x05 \x01(\x03R\x10delayUntilUnixMs*T\n" +
 	"\bLockMode\x12\x19\n" +
 	"\x15LOCK_MODE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13LOCK_MODE_EXCLUSIVE\x10\x01\x12\x14\n" +

@@ -36,7 +36,9 @@ type Session struct {
 	Attributes         map[string][]byte `protobuf:"bytes,6,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	AttributesRevision uint64            `protobuf:"varint,7,opt,name=attributes_revision,json=attributesRevision,proto3" json:"attributes_revision,omitempty"`
 	// keys lists the keys attached to the session (GetSession only).
-	Keys          [][]byte `protobuf:"bytes,8,rep,name=keys,proto3" json:"keys,omitempty"`
+	Keys [][]byte `protobuf:"bytes,8,rep,name=keys,proto3" json:"keys,omitempty"`
+	// lock_delay_ms: when the session ends holding locks, they stay ungranted this long.
+	LockDelayMs   int64 `protobuf:"varint,9,opt,name=lock_delay_ms,json=lockDelayMs,proto3" json:"lock_delay_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -127,6 +129,13 @@ func (x *Session) GetKeys() [][]byte {
 	return nil
 }
 
+func (x *Session) GetLockDelayMs() int64 {
+	if x != nil {
+		return x.LockDelayMs
+	}
+	return 0
+}
+
 type CreateSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ttl_ms is raised to the cluster's minimum (a few election timeouts) if lower.
@@ -135,6 +144,10 @@ type CreateSessionRequest struct {
 	Attributes    map[string][]byte `protobuf:"bytes,3,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	MaxLifetimeMs int64             `protobuf:"varint,4,opt,name=max_lifetime_ms,json=maxLifetimeMs,proto3" json:"max_lifetime_ms,omitempty"`
 	RequestId     string            `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// lock_delay_ms: when the session ends (expires or is revoked) while holding locks,
+	// those locks are not granted to anyone for this long, as Consul's lock-delay; a
+	// holder that paused past its TTL gets time to notice. 0 (default) = none; at most 60 s.
+	LockDelayMs   int64 `protobuf:"varint,6,opt,name=lock_delay_ms,json=lockDelayMs,proto3" json:"lock_delay_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -202,6 +215,13 @@ func (x *CreateSessionRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *CreateSessionRequest) GetLockDelayMs() int64 {
+	if x != nil {
+		return x.LockDelayMs
+	}
+	return 0
 }
 
 type CreateSessionResponse struct {
@@ -1049,7 +1069,7 @@ var File_conclave_v1_session_proto protoreflect.FileDescriptor
 
 const file_conclave_v1_session_proto_rawDesc = "" +
 	"\n" +
-	"\x19conclave/v1/session.proto\x12\vconclave.v1\x1a\x18conclave/v1/common.proto\"\xe5\x02\n" +
+	"\x19conclave/v1/session.proto\x12\vconclave.v1\x1a\x18conclave/v1/common.proto\"\x89\x03\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x15\n" +
@@ -1060,10 +1080,11 @@ const file_conclave_v1_session_proto_rawDesc = "" +
 	"attributes\x18\x06 \x03(\v2$.conclave.v1.Session.AttributesEntryR\n" +
 	"attributes\x12/\n" +
 	"\x13attributes_revision\x18\a \x01(\x04R\x12attributesRevision\x12\x12\n" +
-	"\x04keys\x18\b \x03(\fR\x04keys\x1a=\n" +
+	"\x04keys\x18\b \x03(\fR\x04keys\x12\"\n" +
+	"\rlock_delay_ms\x18\t \x01(\x03R\vlockDelayMs\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\x9c\x02\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xc0\x02\n" +
 	"\x14CreateSessionRequest\x12\x15\n" +
 	"\x06ttl_ms\x18\x01 \x01(\x03R\x05ttlMs\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12Q\n" +
@@ -1072,7 +1093,8 @@ const file_conclave_v1_session_proto_rawDesc = "" +
 	"attributes\x12&\n" +
 	"\x0fmax_lifetime_ms\x18\x04 \x01(\x03R\rmaxLifetimeMs\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tR\trequestId\x1a=\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\x12\"\n" +
+	"\rlock_delay_ms\x18\x06 \x01(\x03R\vlockDelayMs\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"s\n" +

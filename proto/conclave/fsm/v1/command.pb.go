@@ -174,6 +174,7 @@ type Command struct {
 	//	*Command_LockAcquire
 	//	*Command_LockRelease
 	//	*Command_LockCancel
+	//	*Command_LockProclaim
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -392,6 +393,15 @@ func (x *Command) GetLockCancel() *LockCancel {
 	return nil
 }
 
+func (x *Command) GetLockProclaim() *LockProclaim {
+	if x != nil {
+		if x, ok := x.Op.(*Command_LockProclaim); ok {
+			return x.LockProclaim
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -468,6 +478,10 @@ type Command_LockCancel struct {
 	LockCancel *LockCancel `protobuf:"bytes,27,opt,name=lock_cancel,json=lockCancel,proto3,oneof"`
 }
 
+type Command_LockProclaim struct {
+	LockProclaim *LockProclaim `protobuf:"bytes,28,opt,name=lock_proclaim,json=lockProclaim,proto3,oneof"`
+}
+
 func (*Command_LeaderStart) isCommand_Op() {}
 
 func (*Command_Set) isCommand_Op() {}
@@ -504,6 +518,181 @@ func (*Command_LockRelease) isCommand_Op() {}
 
 func (*Command_LockCancel) isCommand_Op() {}
 
+func (*Command_LockProclaim) isCommand_Op() {}
+
+// LockHolder is one hold of a lock.
+type LockHolder struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     uint64                 `protobuf:"varint,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	Mode          LockMode               `protobuf:"varint,3,opt,name=mode,proto3,enum=conclave.fsm.v1.LockMode" json:"mode,omitempty"`
+	SinceUnixNano int64                  `protobuf:"varint,4,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	// request is the id of the LockAcquire that asked for it.
+	Request uint64 `protobuf:"varint,5,opt,name=request,proto3" json:"request,omitempty"`
+	// value is the holder's value (an election leader's); revision the raft index of the
+	// grant or of the last LockProclaim.
+	Value         []byte `protobuf:"bytes,6,opt,name=value,proto3" json:"value,omitempty"`
+	Revision      uint64 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockHolder) Reset() {
+	*x = LockHolder{}
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockHolder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockHolder) ProtoMessage() {}
+
+func (x *LockHolder) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockHolder.ProtoReflect.Descriptor instead.
+func (*LockHolder) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *LockHolder) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *LockHolder) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *LockHolder) GetMode() LockMode {
+	if x != nil {
+		return x.Mode
+	}
+	return LockMode_LOCK_MODE_UNSPECIFIED
+}
+
+func (x *LockHolder) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *LockHolder) GetRequest() uint64 {
+	if x != nil {
+		return x.Request
+	}
+	return 0
+}
+
+func (x *LockHolder) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *LockHolder) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// LockWaiter is one queued request, in FIFO order.
+type LockWaiter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	SessionId     uint64                 `protobuf:"varint,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Mode          LockMode               `protobuf:"varint,3,opt,name=mode,proto3,enum=conclave.fsm.v1.LockMode" json:"mode,omitempty"`
+	SinceUnixNano int64                  `protobuf:"varint,4,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	Value         []byte                 `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockWaiter) Reset() {
+	*x = LockWaiter{}
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockWaiter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockWaiter) ProtoMessage() {}
+
+func (x *LockWaiter) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockWaiter.ProtoReflect.Descriptor instead.
+func (*LockWaiter) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *LockWaiter) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LockWaiter) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *LockWaiter) GetMode() LockMode {
+	if x != nil {
+		return x.Mode
+	}
+	return LockMode_LOCK_MODE_UNSPECIFIED
+}
+
+func (x *LockWaiter) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *LockWaiter) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
 // LockAcquire asks for a lock for a session. Granted at once when free — and no one
 // waits ahead, FIFO — with the fencing token = this entry's index; otherwise it fails,
 // or with wait it queues as waiter (id = this entry's index) until a release, a session
@@ -514,15 +703,17 @@ type LockAcquire struct {
 	SessionId uint64                 `protobuf:"varint,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	Mode      LockMode               `protobuf:"varint,3,opt,name=mode,proto3,enum=conclave.fsm.v1.LockMode" json:"mode,omitempty"`
 	// limit is the most SHARED holders (0 = no limit); fixed by the lock's first holder.
-	Limit         uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
-	Wait          bool   `protobuf:"varint,5,opt,name=wait,proto3" json:"wait,omitempty"`
+	Limit uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	Wait  bool   `protobuf:"varint,5,opt,name=wait,proto3" json:"wait,omitempty"`
+	// value is kept with the hold: an election candidate's value, the leader's once granted.
+	Value         []byte `protobuf:"bytes,6,opt,name=value,proto3" json:"value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LockAcquire) Reset() {
 	*x = LockAcquire{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[1]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +725,7 @@ func (x *LockAcquire) String() string {
 func (*LockAcquire) ProtoMessage() {}
 
 func (x *LockAcquire) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[1]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +738,7 @@ func (x *LockAcquire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockAcquire.ProtoReflect.Descriptor instead.
 func (*LockAcquire) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *LockAcquire) GetName() string {
@@ -585,6 +776,13 @@ func (x *LockAcquire) GetWait() bool {
 	return false
 }
 
+func (x *LockAcquire) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
 // LockRelease gives up the hold with this fencing token and grants the next waiters in
 // the same entry (their token is this entry's index).
 type LockRelease struct {
@@ -597,7 +795,7 @@ type LockRelease struct {
 
 func (x *LockRelease) Reset() {
 	*x = LockRelease{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[2]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +807,7 @@ func (x *LockRelease) String() string {
 func (*LockRelease) ProtoMessage() {}
 
 func (x *LockRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[2]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +820,7 @@ func (x *LockRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockRelease.ProtoReflect.Descriptor instead.
 func (*LockRelease) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *LockRelease) GetName() string {
@@ -650,7 +848,7 @@ type LockCancel struct {
 
 func (x *LockCancel) Reset() {
 	*x = LockCancel{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[3]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +860,7 @@ func (x *LockCancel) String() string {
 func (*LockCancel) ProtoMessage() {}
 
 func (x *LockCancel) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[3]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +873,7 @@ func (x *LockCancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockCancel.ProtoReflect.Descriptor instead.
 func (*LockCancel) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *LockCancel) GetName() string {
@@ -692,6 +890,68 @@ func (x *LockCancel) GetWaiter() uint64 {
 	return 0
 }
 
+// LockProclaim replaces the value of the hold with this fencing token (an elected
+// leader announcing a new value); the hold's revision becomes this entry's index.
+type LockProclaim struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockProclaim) Reset() {
+	*x = LockProclaim{}
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockProclaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockProclaim) ProtoMessage() {}
+
+func (x *LockProclaim) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockProclaim.ProtoReflect.Descriptor instead.
+func (*LockProclaim) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LockProclaim) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockProclaim) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *LockProclaim) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
 // LockResult is what a lock command returns.
 type LockResult struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -699,14 +959,16 @@ type LockResult struct {
 	// token is the fencing token of the hold granted (granted) .
 	Token uint64 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
 	// waiter is the queued request's id (not granted, waiting).
-	Waiter        uint64 `protobuf:"varint,3,opt,name=waiter,proto3" json:"waiter,omitempty"`
+	Waiter uint64 `protobuf:"varint,3,opt,name=waiter,proto3" json:"waiter,omitempty"`
+	// holder is the hold granted, or proclaimed (LockAcquire granted, LockProclaim).
+	Holder        *LockHolder `protobuf:"bytes,4,opt,name=holder,proto3" json:"holder,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LockResult) Reset() {
 	*x = LockResult{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[4]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +980,7 @@ func (x *LockResult) String() string {
 func (*LockResult) ProtoMessage() {}
 
 func (x *LockResult) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[4]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +993,7 @@ func (x *LockResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockResult.ProtoReflect.Descriptor instead.
 func (*LockResult) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LockResult) GetGranted() bool {
@@ -755,6 +1017,13 @@ func (x *LockResult) GetWaiter() uint64 {
 	return 0
 }
 
+func (x *LockResult) GetHolder() *LockHolder {
+	if x != nil {
+		return x.Holder
+	}
+	return nil
+}
+
 // Attribute is one field of a session's attributes.
 type Attribute struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -766,7 +1035,7 @@ type Attribute struct {
 
 func (x *Attribute) Reset() {
 	*x = Attribute{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[5]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +1047,7 @@ func (x *Attribute) String() string {
 func (*Attribute) ProtoMessage() {}
 
 func (x *Attribute) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[5]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +1060,7 @@ func (x *Attribute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attribute.ProtoReflect.Descriptor instead.
 func (*Attribute) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Attribute) GetName() string {
@@ -817,13 +1086,16 @@ type SessionCreate struct {
 	// max_lifetime_ms bounds the session's life however often it is kept alive; 0 = none.
 	MaxLifetimeMs int64        `protobuf:"varint,3,opt,name=max_lifetime_ms,json=maxLifetimeMs,proto3" json:"max_lifetime_ms,omitempty"`
 	Attributes    []*Attribute `protobuf:"bytes,4,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	// lock_delay_ms: when the session ends holding locks, they cannot be granted again
+	// for this long (Consul's lock-delay); 0 = none.
+	LockDelayMs   int64 `protobuf:"varint,5,opt,name=lock_delay_ms,json=lockDelayMs,proto3" json:"lock_delay_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionCreate) Reset() {
 	*x = SessionCreate{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[6]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +1107,7 @@ func (x *SessionCreate) String() string {
 func (*SessionCreate) ProtoMessage() {}
 
 func (x *SessionCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[6]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +1120,7 @@ func (x *SessionCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionCreate.ProtoReflect.Descriptor instead.
 func (*SessionCreate) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SessionCreate) GetOwner() string {
@@ -879,6 +1151,13 @@ func (x *SessionCreate) GetAttributes() []*Attribute {
 	return nil
 }
 
+func (x *SessionCreate) GetLockDelayMs() int64 {
+	if x != nil {
+		return x.LockDelayMs
+	}
+	return 0
+}
+
 // SessionRevoke ends one session: its attached keys are deleted in the same entry.
 type SessionRevoke struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -889,7 +1168,7 @@ type SessionRevoke struct {
 
 func (x *SessionRevoke) Reset() {
 	*x = SessionRevoke{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[7]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +1180,7 @@ func (x *SessionRevoke) String() string {
 func (*SessionRevoke) ProtoMessage() {}
 
 func (x *SessionRevoke) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[7]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +1193,7 @@ func (x *SessionRevoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRevoke.ProtoReflect.Descriptor instead.
 func (*SessionRevoke) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SessionRevoke) GetId() uint64 {
@@ -934,7 +1213,7 @@ type SessionRevokeByOwner struct {
 
 func (x *SessionRevokeByOwner) Reset() {
 	*x = SessionRevokeByOwner{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[8]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1225,7 @@ func (x *SessionRevokeByOwner) String() string {
 func (*SessionRevokeByOwner) ProtoMessage() {}
 
 func (x *SessionRevokeByOwner) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[8]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1238,7 @@ func (x *SessionRevokeByOwner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRevokeByOwner.ProtoReflect.Descriptor instead.
 func (*SessionRevokeByOwner) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SessionRevokeByOwner) GetOwner() string {
@@ -981,7 +1260,7 @@ type SessionSetAttributes struct {
 
 func (x *SessionSetAttributes) Reset() {
 	*x = SessionSetAttributes{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[9]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -993,7 +1272,7 @@ func (x *SessionSetAttributes) String() string {
 func (*SessionSetAttributes) ProtoMessage() {}
 
 func (x *SessionSetAttributes) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[9]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1006,7 +1285,7 @@ func (x *SessionSetAttributes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionSetAttributes.ProtoReflect.Descriptor instead.
 func (*SessionSetAttributes) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SessionSetAttributes) GetId() uint64 {
@@ -1041,7 +1320,7 @@ type SessionExpire struct {
 
 func (x *SessionExpire) Reset() {
 	*x = SessionExpire{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[10]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1332,7 @@ func (x *SessionExpire) String() string {
 func (*SessionExpire) ProtoMessage() {}
 
 func (x *SessionExpire) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[10]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1345,7 @@ func (x *SessionExpire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionExpire.ProtoReflect.Descriptor instead.
 func (*SessionExpire) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SessionExpire) GetIds() []uint64 {
@@ -1091,7 +1370,7 @@ type SessionResult struct {
 
 func (x *SessionResult) Reset() {
 	*x = SessionResult{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[11]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1103,7 +1382,7 @@ func (x *SessionResult) String() string {
 func (*SessionResult) ProtoMessage() {}
 
 func (x *SessionResult) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[11]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1116,7 +1395,7 @@ func (x *SessionResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionResult.ProtoReflect.Descriptor instead.
 func (*SessionResult) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SessionResult) GetId() uint64 {
@@ -1152,7 +1431,7 @@ type LeaderStart struct {
 
 func (x *LeaderStart) Reset() {
 	*x = LeaderStart{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[12]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1443,7 @@ func (x *LeaderStart) String() string {
 func (*LeaderStart) ProtoMessage() {}
 
 func (x *LeaderStart) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[12]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1456,7 @@ func (x *LeaderStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderStart.ProtoReflect.Descriptor instead.
 func (*LeaderStart) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LeaderStart) GetTerm() uint64 {
@@ -1194,7 +1473,8 @@ func (x *LeaderStart) GetMember() *Member {
 	return nil
 }
 
-// ExpireDue deletes up to limit keys whose deadline is at or before the command's now.
+// ExpireDue deletes up to limit keys whose deadline is at or before the command's now,
+// and ends the lock-delays that have passed, granting those locks' waiters.
 type ExpireDue struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Limit         uint32                 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
@@ -1204,7 +1484,7 @@ type ExpireDue struct {
 
 func (x *ExpireDue) Reset() {
 	*x = ExpireDue{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[13]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1496,7 @@ func (x *ExpireDue) String() string {
 func (*ExpireDue) ProtoMessage() {}
 
 func (x *ExpireDue) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[13]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1509,7 @@ func (x *ExpireDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireDue.ProtoReflect.Descriptor instead.
 func (*ExpireDue) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExpireDue) GetLimit() uint32 {
@@ -1251,7 +1531,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[14]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1263,7 +1543,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[14]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1276,7 +1556,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Member) GetId() string {
@@ -1310,7 +1590,7 @@ type MemberPut struct {
 
 func (x *MemberPut) Reset() {
 	*x = MemberPut{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[15]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1602,7 @@ func (x *MemberPut) String() string {
 func (*MemberPut) ProtoMessage() {}
 
 func (x *MemberPut) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[15]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1615,7 @@ func (x *MemberPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberPut.ProtoReflect.Descriptor instead.
 func (*MemberPut) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MemberPut) GetMember() *Member {
@@ -1355,7 +1635,7 @@ type MemberRemove struct {
 
 func (x *MemberRemove) Reset() {
 	*x = MemberRemove{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[16]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1647,7 @@ func (x *MemberRemove) String() string {
 func (*MemberRemove) ProtoMessage() {}
 
 func (x *MemberRemove) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[16]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1660,7 @@ func (x *MemberRemove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemove.ProtoReflect.Descriptor instead.
 func (*MemberRemove) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MemberRemove) GetId() string {
@@ -1402,7 +1682,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[17]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1694,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[17]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1707,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -1474,7 +1754,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[18]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1486,7 +1766,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[18]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1499,7 +1779,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{18}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Result) GetIndex() uint64 {
@@ -1651,7 +1931,8 @@ var File_conclave_fsm_v1_command_proto protoreflect.FileDescriptor
 
 const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dconclave/fsm/v1/command.proto\x12\x0fconclave.fsm.v1\x1a\x14conclave/v1/kv.proto\"\xf7\t\n" +
+	"\x1dconclave/fsm/v1/command.proto\x12\x0fconclave.fsm.v1\x1a\x14conclave/v1/kv.proto\"\xbd\n" +
+	"\n" +
 	"\aCommand\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12\x1d\n" +
 	"\n" +
@@ -1677,37 +1958,63 @@ const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"\flock_acquire\x18\x19 \x01(\v2\x1c.conclave.fsm.v1.LockAcquireH\x00R\vlockAcquire\x12A\n" +
 	"\flock_release\x18\x1a \x01(\v2\x1c.conclave.fsm.v1.LockReleaseH\x00R\vlockRelease\x12>\n" +
 	"\vlock_cancel\x18\x1b \x01(\v2\x1b.conclave.fsm.v1.LockCancelH\x00R\n" +
-	"lockCancelB\x04\n" +
-	"\x02op\"\x99\x01\n" +
+	"lockCancel\x12D\n" +
+	"\rlock_proclaim\x18\x1c \x01(\v2\x1d.conclave.fsm.v1.LockProclaimH\x00R\flockProclaimB\x04\n" +
+	"\x02op\"\xe4\x01\n" +
+	"\n" +
+	"LockHolder\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\x04R\tsessionId\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\x12-\n" +
+	"\x04mode\x18\x03 \x01(\x0e2\x19.conclave.fsm.v1.LockModeR\x04mode\x12&\n" +
+	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12\x18\n" +
+	"\arequest\x18\x05 \x01(\x04R\arequest\x12\x14\n" +
+	"\x05value\x18\x06 \x01(\fR\x05value\x12\x1a\n" +
+	"\brevision\x18\a \x01(\x04R\brevision\"\xa8\x01\n" +
+	"\n" +
+	"LockWaiter\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\x04R\tsessionId\x12-\n" +
+	"\x04mode\x18\x03 \x01(\x0e2\x19.conclave.fsm.v1.LockModeR\x04mode\x12&\n" +
+	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12\x14\n" +
+	"\x05value\x18\x05 \x01(\fR\x05value\"\xaf\x01\n" +
 	"\vLockAcquire\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x02 \x01(\x04R\tsessionId\x12-\n" +
 	"\x04mode\x18\x03 \x01(\x0e2\x19.conclave.fsm.v1.LockModeR\x04mode\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x12\n" +
-	"\x04wait\x18\x05 \x01(\bR\x04wait\"7\n" +
+	"\x04wait\x18\x05 \x01(\bR\x04wait\x12\x14\n" +
+	"\x05value\x18\x06 \x01(\fR\x05value\"7\n" +
 	"\vLockRelease\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\"8\n" +
 	"\n" +
 	"LockCancel\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06waiter\x18\x02 \x01(\x04R\x06waiter\"T\n" +
+	"\x06waiter\x18\x02 \x01(\x04R\x06waiter\"N\n" +
+	"\fLockProclaim\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\"\x89\x01\n" +
 	"\n" +
 	"LockResult\x12\x18\n" +
 	"\agranted\x18\x01 \x01(\bR\agranted\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x16\n" +
-	"\x06waiter\x18\x03 \x01(\x04R\x06waiter\"5\n" +
+	"\x06waiter\x18\x03 \x01(\x04R\x06waiter\x123\n" +
+	"\x06holder\x18\x04 \x01(\v2\x1b.conclave.fsm.v1.LockHolderR\x06holder\"5\n" +
 	"\tAttribute\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"\xa0\x01\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\xc4\x01\n" +
 	"\rSessionCreate\x12\x14\n" +
 	"\x05owner\x18\x01 \x01(\tR\x05owner\x12\x15\n" +
 	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\x12&\n" +
 	"\x0fmax_lifetime_ms\x18\x03 \x01(\x03R\rmaxLifetimeMs\x12:\n" +
 	"\n" +
 	"attributes\x18\x04 \x03(\v2\x1a.conclave.fsm.v1.AttributeR\n" +
-	"attributes\"\x1f\n" +
+	"attributes\x12\"\n" +
+	"\rlock_delay_ms\x18\x05 \x01(\x03R\vlockDelayMs\"\x1f\n" +
 	"\rSessionRevoke\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\",\n" +
 	"\x14SessionRevokeByOwner\x12\x14\n" +
@@ -1780,81 +2087,88 @@ func file_conclave_fsm_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_conclave_fsm_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_conclave_fsm_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_conclave_fsm_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_conclave_fsm_v1_command_proto_goTypes = []any{
 	(LockMode)(0),                // 0: conclave.fsm.v1.LockMode
 	(ErrorCode)(0),               // 1: conclave.fsm.v1.ErrorCode
 	(*Command)(nil),              // 2: conclave.fsm.v1.Command
-	(*LockAcquire)(nil),          // 3: conclave.fsm.v1.LockAcquire
-	(*LockRelease)(nil),          // 4: conclave.fsm.v1.LockRelease
-	(*LockCancel)(nil),           // 5: conclave.fsm.v1.LockCancel
-	(*LockResult)(nil),           // 6: conclave.fsm.v1.LockResult
-	(*Attribute)(nil),            // 7: conclave.fsm.v1.Attribute
-	(*SessionCreate)(nil),        // 8: conclave.fsm.v1.SessionCreate
-	(*SessionRevoke)(nil),        // 9: conclave.fsm.v1.SessionRevoke
-	(*SessionRevokeByOwner)(nil), // 10: conclave.fsm.v1.SessionRevokeByOwner
-	(*SessionSetAttributes)(nil), // 11: conclave.fsm.v1.SessionSetAttributes
-	(*SessionExpire)(nil),        // 12: conclave.fsm.v1.SessionExpire
-	(*SessionResult)(nil),        // 13: conclave.fsm.v1.SessionResult
-	(*LeaderStart)(nil),          // 14: conclave.fsm.v1.LeaderStart
-	(*ExpireDue)(nil),            // 15: conclave.fsm.v1.ExpireDue
-	(*Member)(nil),               // 16: conclave.fsm.v1.Member
-	(*MemberPut)(nil),            // 17: conclave.fsm.v1.MemberPut
-	(*MemberRemove)(nil),         // 18: conclave.fsm.v1.MemberRemove
-	(*Error)(nil),                // 19: conclave.fsm.v1.Error
-	(*Result)(nil),               // 20: conclave.fsm.v1.Result
-	(*v1.SetRequest)(nil),        // 21: conclave.v1.SetRequest
-	(*v1.MultiSetRequest)(nil),   // 22: conclave.v1.MultiSetRequest
-	(*v1.DeleteRequest)(nil),     // 23: conclave.v1.DeleteRequest
-	(*v1.IncrementRequest)(nil),  // 24: conclave.v1.IncrementRequest
-	(*v1.ExpireRequest)(nil),     // 25: conclave.v1.ExpireRequest
-	(*v1.TxnRequest)(nil),        // 26: conclave.v1.TxnRequest
-	(*v1.SetResponse)(nil),       // 27: conclave.v1.SetResponse
-	(*v1.MultiSetResponse)(nil),  // 28: conclave.v1.MultiSetResponse
-	(*v1.DeleteResponse)(nil),    // 29: conclave.v1.DeleteResponse
-	(*v1.IncrementResponse)(nil), // 30: conclave.v1.IncrementResponse
-	(*v1.ExpireResponse)(nil),    // 31: conclave.v1.ExpireResponse
-	(*v1.TxnResponse)(nil),       // 32: conclave.v1.TxnResponse
+	(*LockHolder)(nil),           // 3: conclave.fsm.v1.LockHolder
+	(*LockWaiter)(nil),           // 4: conclave.fsm.v1.LockWaiter
+	(*LockAcquire)(nil),          // 5: conclave.fsm.v1.LockAcquire
+	(*LockRelease)(nil),          // 6: conclave.fsm.v1.LockRelease
+	(*LockCancel)(nil),           // 7: conclave.fsm.v1.LockCancel
+	(*LockProclaim)(nil),         // 8: conclave.fsm.v1.LockProclaim
+	(*LockResult)(nil),           // 9: conclave.fsm.v1.LockResult
+	(*Attribute)(nil),            // 10: conclave.fsm.v1.Attribute
+	(*SessionCreate)(nil),        // 11: conclave.fsm.v1.SessionCreate
+	(*SessionRevoke)(nil),        // 12: conclave.fsm.v1.SessionRevoke
+	(*SessionRevokeByOwner)(nil), // 13: conclave.fsm.v1.SessionRevokeByOwner
+	(*SessionSetAttributes)(nil), // 14: conclave.fsm.v1.SessionSetAttributes
+	(*SessionExpire)(nil),        // 15: conclave.fsm.v1.SessionExpire
+	(*SessionResult)(nil),        // 16: conclave.fsm.v1.SessionResult
+	(*LeaderStart)(nil),          // 17: conclave.fsm.v1.LeaderStart
+	(*ExpireDue)(nil),            // 18: conclave.fsm.v1.ExpireDue
+	(*Member)(nil),               // 19: conclave.fsm.v1.Member
+	(*MemberPut)(nil),            // 20: conclave.fsm.v1.MemberPut
+	(*MemberRemove)(nil),         // 21: conclave.fsm.v1.MemberRemove
+	(*Error)(nil),                // 22: conclave.fsm.v1.Error
+	(*Result)(nil),               // 23: conclave.fsm.v1.Result
+	(*v1.SetRequest)(nil),        // 24: conclave.v1.SetRequest
+	(*v1.MultiSetRequest)(nil),   // 25: conclave.v1.MultiSetRequest
+	(*v1.DeleteRequest)(nil),     // 26: conclave.v1.DeleteRequest
+	(*v1.IncrementRequest)(nil),  // 27: conclave.v1.IncrementRequest
+	(*v1.ExpireRequest)(nil),     // 28: conclave.v1.ExpireRequest
+	(*v1.TxnRequest)(nil),        // 29: conclave.v1.TxnRequest
+	(*v1.SetResponse)(nil),       // 30: conclave.v1.SetResponse
+	(*v1.MultiSetResponse)(nil),  // 31: conclave.v1.MultiSetResponse
+	(*v1.DeleteResponse)(nil),    // 32: conclave.v1.DeleteResponse
+	(*v1.IncrementResponse)(nil), // 33: conclave.v1.IncrementResponse
+	(*v1.ExpireResponse)(nil),    // 34: conclave.v1.ExpireResponse
+	(*v1.TxnResponse)(nil),       // 35: conclave.v1.TxnResponse
 }
 var file_conclave_fsm_v1_command_proto_depIdxs = []int32{
-	14, // 0: conclave.fsm.v1.Command.leader_start:type_name -> conclave.fsm.v1.LeaderStart
-	21, // 1: conclave.fsm.v1.Command.set:type_name -> conclave.v1.SetRequest
-	22, // 2: conclave.fsm.v1.Command.multi_set:type_name -> conclave.v1.MultiSetRequest
-	23, // 3: conclave.fsm.v1.Command.delete:type_name -> conclave.v1.DeleteRequest
-	24, // 4: conclave.fsm.v1.Command.increment:type_name -> conclave.v1.IncrementRequest
-	25, // 5: conclave.fsm.v1.Command.expire:type_name -> conclave.v1.ExpireRequest
-	26, // 6: conclave.fsm.v1.Command.txn:type_name -> conclave.v1.TxnRequest
-	15, // 7: conclave.fsm.v1.Command.expire_due:type_name -> conclave.fsm.v1.ExpireDue
-	17, // 8: conclave.fsm.v1.Command.member_put:type_name -> conclave.fsm.v1.MemberPut
-	18, // 9: conclave.fsm.v1.Command.member_remove:type_name -> conclave.fsm.v1.MemberRemove
-	8,  // 10: conclave.fsm.v1.Command.session_create:type_name -> conclave.fsm.v1.SessionCreate
-	9,  // 11: conclave.fsm.v1.Command.session_revoke:type_name -> conclave.fsm.v1.SessionRevoke
-	10, // 12: conclave.fsm.v1.Command.session_revoke_by_owner:type_name -> conclave.fsm.v1.SessionRevokeByOwner
-	11, // 13: conclave.fsm.v1.Command.session_set_attributes:type_name -> conclave.fsm.v1.SessionSetAttributes
-	12, // 14: conclave.fsm.v1.Command.session_expire:type_name -> conclave.fsm.v1.SessionExpire
-	3,  // 15: conclave.fsm.v1.Command.lock_acquire:type_name -> conclave.fsm.v1.LockAcquire
-	4,  // 16: conclave.fsm.v1.Command.lock_release:type_name -> conclave.fsm.v1.LockRelease
-	5,  // 17: conclave.fsm.v1.Command.lock_cancel:type_name -> conclave.fsm.v1.LockCancel
-	0,  // 18: conclave.fsm.v1.LockAcquire.mode:type_name -> conclave.fsm.v1.LockMode
-	7,  // 19: conclave.fsm.v1.SessionCreate.attributes:type_name -> conclave.fsm.v1.Attribute
-	7,  // 20: conclave.fsm.v1.SessionSetAttributes.set:type_name -> conclave.fsm.v1.Attribute
-	16, // 21: conclave.fsm.v1.LeaderStart.member:type_name -> conclave.fsm.v1.Member
-	16, // 22: conclave.fsm.v1.MemberPut.member:type_name -> conclave.fsm.v1.Member
-	1,  // 23: conclave.fsm.v1.Error.code:type_name -> conclave.fsm.v1.ErrorCode
-	19, // 24: conclave.fsm.v1.Result.error:type_name -> conclave.fsm.v1.Error
-	27, // 25: conclave.fsm.v1.Result.set:type_name -> conclave.v1.SetResponse
-	28, // 26: conclave.fsm.v1.Result.multi_set:type_name -> conclave.v1.MultiSetResponse
-	29, // 27: conclave.fsm.v1.Result.delete:type_name -> conclave.v1.DeleteResponse
-	30, // 28: conclave.fsm.v1.Result.increment:type_name -> conclave.v1.IncrementResponse
-	31, // 29: conclave.fsm.v1.Result.expire:type_name -> conclave.v1.ExpireResponse
-	32, // 30: conclave.fsm.v1.Result.txn:type_name -> conclave.v1.TxnResponse
-	13, // 31: conclave.fsm.v1.Result.session:type_name -> conclave.fsm.v1.SessionResult
-	6,  // 32: conclave.fsm.v1.Result.lock:type_name -> conclave.fsm.v1.LockResult
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	17, // 0: conclave.fsm.v1.Command.leader_start:type_name -> conclave.fsm.v1.LeaderStart
+	24, // 1: conclave.fsm.v1.Command.set:type_name -> conclave.v1.SetRequest
+	25, // 2: conclave.fsm.v1.Command.multi_set:type_name -> conclave.v1.MultiSetRequest
+	26, // 3: conclave.fsm.v1.Command.delete:type_name -> conclave.v1.DeleteRequest
+	27, // 4: conclave.fsm.v1.Command.increment:type_name -> conclave.v1.IncrementRequest
+	28, // 5: conclave.fsm.v1.Command.expire:type_name -> conclave.v1.ExpireRequest
+	29, // 6: conclave.fsm.v1.Command.txn:type_name -> conclave.v1.TxnRequest
+	18, // 7: conclave.fsm.v1.Command.expire_due:type_name -> conclave.fsm.v1.ExpireDue
+	20, // 8: conclave.fsm.v1.Command.member_put:type_name -> conclave.fsm.v1.MemberPut
+	21, // 9: conclave.fsm.v1.Command.member_remove:type_name -> conclave.fsm.v1.MemberRemove
+	11, // 10: conclave.fsm.v1.Command.session_create:type_name -> conclave.fsm.v1.SessionCreate
+	12, // 11: conclave.fsm.v1.Command.session_revoke:type_name -> conclave.fsm.v1.SessionRevoke
+	13, // 12: conclave.fsm.v1.Command.session_revoke_by_owner:type_name -> conclave.fsm.v1.SessionRevokeByOwner
+	14, // 13: conclave.fsm.v1.Command.session_set_attributes:type_name -> conclave.fsm.v1.SessionSetAttributes
+	15, // 14: conclave.fsm.v1.Command.session_expire:type_name -> conclave.fsm.v1.SessionExpire
+	5,  // 15: conclave.fsm.v1.Command.lock_acquire:type_name -> conclave.fsm.v1.LockAcquire
+	6,  // 16: conclave.fsm.v1.Command.lock_release:type_name -> conclave.fsm.v1.LockRelease
+	7,  // 17: conclave.fsm.v1.Command.lock_cancel:type_name -> conclave.fsm.v1.LockCancel
+	8,  // 18: conclave.fsm.v1.Command.lock_proclaim:type_name -> conclave.fsm.v1.LockProclaim
+	0,  // 19: conclave.fsm.v1.LockHolder.mode:type_name -> conclave.fsm.v1.LockMode
+	0,  // 20: conclave.fsm.v1.LockWaiter.mode:type_name -> conclave.fsm.v1.LockMode
+	0,  // 21: conclave.fsm.v1.LockAcquire.mode:type_name -> conclave.fsm.v1.LockMode
+	3,  // 22: conclave.fsm.v1.LockResult.holder:type_name -> conclave.fsm.v1.LockHolder
+	10, // 23: conclave.fsm.v1.SessionCreate.attributes:type_name -> conclave.fsm.v1.Attribute
+	10, // 24: conclave.fsm.v1.SessionSetAttributes.set:type_name -> conclave.fsm.v1.Attribute
+	19, // 25: conclave.fsm.v1.LeaderStart.member:type_name -> conclave.fsm.v1.Member
+	19, // 26: conclave.fsm.v1.MemberPut.member:type_name -> conclave.fsm.v1.Member
+	1,  // 27: conclave.fsm.v1.Error.code:type_name -> conclave.fsm.v1.ErrorCode
+	22, // 28: conclave.fsm.v1.Result.error:type_name -> conclave.fsm.v1.Error
+	30, // 29: conclave.fsm.v1.Result.set:type_name -> conclave.v1.SetResponse
+	31, // 30: conclave.fsm.v1.Result.multi_set:type_name -> conclave.v1.MultiSetResponse
+	32, // 31: conclave.fsm.v1.Result.delete:type_name -> conclave.v1.DeleteResponse
+	33, // 32: conclave.fsm.v1.Result.increment:type_name -> conclave.v1.IncrementResponse
+	34, // 33: conclave.fsm.v1.Result.expire:type_name -> conclave.v1.ExpireResponse
+	35, // 34: conclave.fsm.v1.Result.txn:type_name -> conclave.v1.TxnResponse
+	16, // 35: conclave.fsm.v1.Result.session:type_name -> conclave.fsm.v1.SessionResult
+	9,  // 36: conclave.fsm.v1.Result.lock:type_name -> conclave.fsm.v1.LockResult
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_conclave_fsm_v1_command_proto_init() }
@@ -1881,8 +2195,9 @@ func file_conclave_fsm_v1_command_proto_init() {
 		(*Command_LockAcquire)(nil),
 		(*Command_LockRelease)(nil),
 		(*Command_LockCancel)(nil),
+		(*Command_LockProclaim)(nil),
 	}
-	file_conclave_fsm_v1_command_proto_msgTypes[18].OneofWrappers = []any{
+	file_conclave_fsm_v1_command_proto_msgTypes[21].OneofWrappers = []any{
 		(*Result_Set)(nil),
 		(*Result_MultiSet)(nil),
 		(*Result_Delete)(nil),
@@ -1898,7 +2213,7 @@ func file_conclave_fsm_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_conclave_fsm_v1_command_proto_rawDesc), len(file_conclave_fsm_v1_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

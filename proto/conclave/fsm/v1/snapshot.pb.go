@@ -196,6 +196,7 @@ type SessionRecord struct {
 	Attributes        []*Attribute           `protobuf:"bytes,6,rep,name=attributes,proto3" json:"attributes,omitempty"`
 	// attributes_revision is the raft index that last changed the attributes.
 	AttributesRevision uint64 `protobuf:"varint,7,opt,name=attributes_revision,json=attributesRevision,proto3" json:"attributes_revision,omitempty"`
+	LockDelayMs        int64  `protobuf:"varint,8,opt,name=lock_delay_ms,json=lockDelayMs,proto3" json:"lock_delay_ms,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -275,6 +276,13 @@ func (x *SessionRecord) GetAttributes() []*Attribute {
 func (x *SessionRecord) GetAttributesRevision() uint64 {
 	if x != nil {
 		return x.AttributesRevision
+	}
+	return 0
+}
+
+func (x *SessionRecord) GetLockDelayMs() int64 {
+	if x != nil {
+		return x.LockDelayMs
 	}
 	return 0
 }
@@ -473,13 +481,16 @@ func (*SnapshotRecord_Lock) isSnapshotRecord_Record() {}
 
 // LockRecord is one lock with holders or waiters.
 type LockRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Limit         uint32                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
-	Holders       []*LockHolder          `protobuf:"bytes,3,rep,name=holders,proto3" json:"holders,omitempty"`
-	Waiters       []*LockWaiter          `protobuf:"bytes,4,rep,name=waiters,proto3" json:"waiters,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Limit   uint32                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	Holders []*LockHolder          `protobuf:"bytes,3,rep,name=holders,proto3" json:"holders,omitempty"`
+	Waiters []*LockWaiter          `protobuf:"bytes,4,rep,name=waiters,proto3" json:"waiters,omitempty"`
+	// delay_until_unix_nano: no grant before this time (a holder's session ended with a
+	// lock-delay); 0 = none.
+	DelayUntilUnixNano int64 `protobuf:"varint,5,opt,name=delay_until_unix_nano,json=delayUntilUnixNano,proto3" json:"delay_until_unix_nano,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *LockRecord) Reset() {
@@ -540,149 +551,9 @@ func (x *LockRecord) GetWaiters() []*LockWaiter {
 	return nil
 }
 
-// LockHolder is one hold of a lock.
-type LockHolder struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     uint64                 `protobuf:"varint,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
-	Mode          LockMode               `protobuf:"varint,3,opt,name=mode,proto3,enum=conclave.fsm.v1.LockMode" json:"mode,omitempty"`
-	SinceUnixNano int64                  `protobuf:"varint,4,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
-	// request is the id of the LockAcquire that asked for it.
-	Request       uint64 `protobuf:"varint,5,opt,name=request,proto3" json:"request,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *LockHolder) Reset() {
-	*x = LockHolder{}
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[6]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *LockHolder) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*LockHolder) ProtoMessage() {}
-
-func (x *LockHolder) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[6]
+func (x *LockRecord) GetDelayUntilUnixNano() int64 {
 	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use LockHolder.ProtoReflect.Descriptor instead.
-func (*LockHolder) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{6}
-}
-
-func (x *LockHolder) GetSessionId() uint64 {
-	if x != nil {
-		return x.SessionId
-	}
-	return 0
-}
-
-func (x *LockHolder) GetToken() uint64 {
-	if x != nil {
-		return x.Token
-	}
-	return 0
-}
-
-func (x *LockHolder) GetMode() LockMode {
-	if x != nil {
-		return x.Mode
-	}
-	return LockMode_LOCK_MODE_UNSPECIFIED
-}
-
-func (x *LockHolder) GetSinceUnixNano() int64 {
-	if x != nil {
-		return x.SinceUnixNano
-	}
-	return 0
-}
-
-func (x *LockHolder) GetRequest() uint64 {
-	if x != nil {
-		return x.Request
-	}
-	return 0
-}
-
-// LockWaiter is one queued request, in FIFO order.
-type LockWaiter struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	SessionId     uint64                 `protobuf:"varint,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	Mode          LockMode               `protobuf:"varint,3,opt,name=mode,proto3,enum=conclave.fsm.v1.LockMode" json:"mode,omitempty"`
-	SinceUnixNano int64                  `protobuf:"varint,4,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *LockWaiter) Reset() {
-	*x = LockWaiter{}
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[7]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *LockWaiter) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*LockWaiter) ProtoMessage() {}
-
-func (x *LockWaiter) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[7]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use LockWaiter.ProtoReflect.Descriptor instead.
-func (*LockWaiter) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{7}
-}
-
-func (x *LockWaiter) GetId() uint64 {
-	if x != nil {
-		return x.Id
-	}
-	return 0
-}
-
-func (x *LockWaiter) GetSessionId() uint64 {
-	if x != nil {
-		return x.SessionId
-	}
-	return 0
-}
-
-func (x *LockWaiter) GetMode() LockMode {
-	if x != nil {
-		return x.Mode
-	}
-	return LockMode_LOCK_MODE_UNSPECIFIED
-}
-
-func (x *LockWaiter) GetSinceUnixNano() int64 {
-	if x != nil {
-		return x.SinceUnixNano
+		return x.DelayUntilUnixNano
 	}
 	return 0
 }
@@ -705,7 +576,7 @@ const file_conclave_fsm_v1_snapshot_proto_rawDesc = "" +
 	"\aversion\x18\x05 \x01(\x03R\aversion\x12/\n" +
 	"\x14expires_at_unix_nano\x18\x06 \x01(\x03R\x11expiresAtUnixNano\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\a \x01(\x04R\tsessionId\"\x92\x02\n" +
+	"session_id\x18\a \x01(\x04R\tsessionId\"\xb6\x02\n" +
 	"\rSessionRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x15\n" +
@@ -715,7 +586,8 @@ const file_conclave_fsm_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"attributes\x18\x06 \x03(\v2\x1a.conclave.fsm.v1.AttributeR\n" +
 	"attributes\x12/\n" +
-	"\x13attributes_revision\x18\a \x01(\x04R\x12attributesRevision\"\x7f\n" +
+	"\x13attributes_revision\x18\a \x01(\x04R\x12attributesRevision\x12\"\n" +
+	"\rlock_delay_ms\x18\b \x01(\x03R\vlockDelayMs\"\x7f\n" +
 	"\vDedupRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12 \n" +
@@ -728,28 +600,14 @@ const file_conclave_fsm_v1_snapshot_proto_rawDesc = "" +
 	"\x05dedup\x18\x03 \x01(\v2\x1c.conclave.fsm.v1.DedupRecordH\x00R\x05dedup\x12:\n" +
 	"\asession\x18\x04 \x01(\v2\x1e.conclave.fsm.v1.SessionRecordH\x00R\asession\x121\n" +
 	"\x04lock\x18\x05 \x01(\v2\x1b.conclave.fsm.v1.LockRecordH\x00R\x04lockB\b\n" +
-	"\x06record\"\xa4\x01\n" +
+	"\x06record\"\xd7\x01\n" +
 	"\n" +
 	"LockRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\x125\n" +
 	"\aholders\x18\x03 \x03(\v2\x1b.conclave.fsm.v1.LockHolderR\aholders\x125\n" +
-	"\awaiters\x18\x04 \x03(\v2\x1b.conclave.fsm.v1.LockWaiterR\awaiters\"\xb2\x01\n" +
-	"\n" +
-	"LockHolder\x12\x1d\n" +
-	"\n" +
-	"session_id\x18\x01 \x01(\x04R\tsessionId\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\x04R\x05token\x12-\n" +
-	"\x04mode\x18\x03 \x01(\x0e2\x19.conclave.fsm.v1.LockModeR\x04mode\x12&\n" +
-	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12\x18\n" +
-	"\arequest\x18\x05 \x01(\x04R\arequest\"\x92\x01\n" +
-	"\n" +
-	"LockWaiter\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
-	"\n" +
-	"session_id\x18\x02 \x01(\x04R\tsessionId\x12-\n" +
-	"\x04mode\x18\x03 \x01(\x0e2\x19.conclave.fsm.v1.LockModeR\x04mode\x12&\n" +
-	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNanoB>Z<github.com/conclave-dev/conclave/proto/conclave/fsm/v1;fsmv1b\x06proto3"
+	"\awaiters\x18\x04 \x03(\v2\x1b.conclave.fsm.v1.LockWaiterR\awaiters\x121\n" +
+	"\x15delay_until_unix_nano\x18\x05 \x01(\x03R\x12delayUntilUnixNanoB>Z<github.com/conclave-dev/conclave/proto/conclave/fsm/v1;fsmv1b\x06proto3"
 
 var (
 	file_conclave_fsm_v1_snapshot_proto_rawDescOnce sync.Once
@@ -763,7 +621,7 @@ func file_conclave_fsm_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_conclave_fsm_v1_snapshot_proto_rawDescData
 }
 
-var file_conclave_fsm_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_conclave_fsm_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_conclave_fsm_v1_snapshot_proto_goTypes = []any{
 	(*SnapshotMeta)(nil),   // 0: conclave.fsm.v1.SnapshotMeta
 	(*Entry)(nil),          // 1: conclave.fsm.v1.Entry
@@ -771,30 +629,27 @@ var file_conclave_fsm_v1_snapshot_proto_goTypes = []any{
 	(*DedupRecord)(nil),    // 3: conclave.fsm.v1.DedupRecord
 	(*SnapshotRecord)(nil), // 4: conclave.fsm.v1.SnapshotRecord
 	(*LockRecord)(nil),     // 5: conclave.fsm.v1.LockRecord
-	(*LockHolder)(nil),     // 6: conclave.fsm.v1.LockHolder
-	(*LockWaiter)(nil),     // 7: conclave.fsm.v1.LockWaiter
-	(*Attribute)(nil),      // 8: conclave.fsm.v1.Attribute
-	(*Result)(nil),         // 9: conclave.fsm.v1.Result
-	(*Member)(nil),         // 10: conclave.fsm.v1.Member
-	(LockMode)(0),          // 11: conclave.fsm.v1.LockMode
+	(*Attribute)(nil),      // 6: conclave.fsm.v1.Attribute
+	(*Result)(nil),         // 7: conclave.fsm.v1.Result
+	(*Member)(nil),         // 8: conclave.fsm.v1.Member
+	(*LockHolder)(nil),     // 9: conclave.fsm.v1.LockHolder
+	(*LockWaiter)(nil),     // 10: conclave.fsm.v1.LockWaiter
 }
 var file_conclave_fsm_v1_snapshot_proto_depIdxs = []int32{
-	8,  // 0: conclave.fsm.v1.SessionRecord.attributes:type_name -> conclave.fsm.v1.Attribute
-	9,  // 1: conclave.fsm.v1.DedupRecord.result:type_name -> conclave.fsm.v1.Result
+	6,  // 0: conclave.fsm.v1.SessionRecord.attributes:type_name -> conclave.fsm.v1.Attribute
+	7,  // 1: conclave.fsm.v1.DedupRecord.result:type_name -> conclave.fsm.v1.Result
 	1,  // 2: conclave.fsm.v1.SnapshotRecord.entry:type_name -> conclave.fsm.v1.Entry
-	10, // 3: conclave.fsm.v1.SnapshotRecord.member:type_name -> conclave.fsm.v1.Member
+	8,  // 3: conclave.fsm.v1.SnapshotRecord.member:type_name -> conclave.fsm.v1.Member
 	3,  // 4: conclave.fsm.v1.SnapshotRecord.dedup:type_name -> conclave.fsm.v1.DedupRecord
 	2,  // 5: conclave.fsm.v1.SnapshotRecord.session:type_name -> conclave.fsm.v1.SessionRecord
 	5,  // 6: conclave.fsm.v1.SnapshotRecord.lock:type_name -> conclave.fsm.v1.LockRecord
-	6,  // 7: conclave.fsm.v1.LockRecord.holders:type_name -> conclave.fsm.v1.LockHolder
-	7,  // 8: conclave.fsm.v1.LockRecord.waiters:type_name -> conclave.fsm.v1.LockWaiter
-	11, // 9: conclave.fsm.v1.LockHolder.mode:type_name -> conclave.fsm.v1.LockMode
-	11, // 10: conclave.fsm.v1.LockWaiter.mode:type_name -> conclave.fsm.v1.LockMode
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	9,  // 7: conclave.fsm.v1.LockRecord.holders:type_name -> conclave.fsm.v1.LockHolder
+	10, // 8: conclave.fsm.v1.LockRecord.waiters:type_name -> conclave.fsm.v1.LockWaiter
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_conclave_fsm_v1_snapshot_proto_init() }
@@ -816,7 +671,7 @@ func file_conclave_fsm_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_conclave_fsm_v1_snapshot_proto_rawDesc), len(file_conclave_fsm_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

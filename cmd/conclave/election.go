@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/conclave-dev/conclave/client"
+	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+)
+
+// newElectionCmd builds `conclave election` and its subcommands.
+func newElectionCmd() *cobra.Command {
+	o := &clientOptions{}
+	cmd := &cobra.Command{
+		Use:   "election",
+		Short: "Campaign in, observe and inspect leader elections",
+	}
+	o.addFlags(cmd.PersistentFlags())
+	cmd.AddCommand(newElectionCampaignCmd(o), newElectionLeaderCmd(o), newElectionObserveCmd(o),
+		newElectionProclaimCmd(o), newElectionResignCmd(o))
+	return cmd
+}
+
+func newElectionCampaignCmd(o *clientOptions) *cobra.Command {
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "campaign NAME VALUE",
+		Short: "Campaign until elected, print the leadership, and lead until interrupted",
+		Long: `Create a session of --ttl, kept alive while this command runs, and campaign in the
+election NAME with VALUE, waiting (FIFO among candidates) until elected. Then print
+"elected name=NAME session=S token=T" (or the leadership as JSON with -o json) and lead
+until interrupted (Ctrl-C, SIGTERM): then resign and exit 0. If the session is lost
+first, exit 1 with "leadership lost". As etcdctl elect.`,
+		Args: cobra.ExactArgs(2),
+	}
+	cmd.Flags().DurationVar(&ttl, "ttl", 10*time.Second, "time to live of the candidate's session")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if ttl <= 0 {
+			return fmt.Errorf("--ttl %v: must be positive", ttl)
+		}
+		c, _, done, err := o.connect(cmd)
+		if err != nil {
+			return err
+		}
+		defer done()
+		ctx := cmd.Context()
+		cleanup := func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.WithoutCancel(ctx), o.timeout)
+		}
+		sctx, scancel := context.WithTimeout(ctx, o.timeout)
+		sess, err := c.NewSession(sctx, ttl)
+		scancel()
+		if err != nil {
+			return err
+		}
+		defer func() {
+			cctx, ccancel := cleanup()
+			defer ccancel()
+			_ = sess.Close(cctx)
+		}()
+		e := client.NewElection(sess, args[0])
+		if err := campaign(ctx, sess, e, []byte(args[1])); err != nil {
+			return err
+		}
+		if o.json() {
+			if err := printProto(cmd.OutOrStdout(), e.Leadership()); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(cmd.OutOrStdout(), "elected name=%s session=%d token=%d\n", args[0], sess.ID(), e.Token())
+		}
+		select {
+		case <-sess.Done():
+			return fmt.Errorf("leadership lost: election %q: session %d: %s", args[0], sess.ID(), errorMessage(sess.Err()))
+		case <-ctx.Done():
+			cctx, ccancel := cleanup()
+			defer ccancel()
+			return e.Resign(cctx)
+		}
+	}
+	return cmd
+}
+
+// campaign runs e.Campaign until elected, and gives up when the session ends or ctx does.
+func campaign(ctx context.Context, sess *client.Session, e *client.Election, value []byte) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-sess.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := e.Campaign(ctx, value)
+	if err != nil && sess.Err() != nil {
+		return fmt.Errorf("election %q: %w", e.Name(), sess.Err())
+	}
+	return err
+}
+
+func newElectionLeaderCmd(o *clientOptions) *cobra.Command {
+	var stale bool
+	cmd := &cobra.Command{
+		Use:   "leader NAME",
+		Short: "Print an election's leader (exit 1 when it has none)",
+		Args:  cobra.ExactArgs(1),
+	}
+	cmd.Flags().BoolVar(&stale, "stale", false, "read the serving node's local state (may be stale)")
+	cmd.RunE = withClient(o, func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
+		resp, err := c.Elections().Leader(ctx, &conclavev1.LeaderRequest{Name: args[0], Consistency: consistency(stale)})
+		if err != nil {
+			return err
+		}
+		if o.json() {
+			return printProto(cmd.OutOrStdout(), resp)
+		}
+		if resp.GetLeader() == nil {
+			return fmt.Errorf("election %q has no leader", args[0])
+		}
+		return printLeaderTable(cmd.OutOrStdout(), resp.GetLeader())
+	})
+	return cmd
+}
+
+func printLeaderTable(w io.Writer, l *conclavev1.Leadership) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SESSION\tTOKEN\tREVISION\tSINCE\tVALUE")
+	fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\n", l.GetSessionId(), l.GetToken(), l.GetRevision(), formatUnixMs(l.GetSinceUnixMs()), display(l.GetValue()))
+	return tw.Flush()
+}
+
+func newElectionObserveCmd(o *clientOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "observe NAME",
+		Short: "Print the leader now and on every change, until interrupted",
+		Long: `Print a line for the leader now and one for every change of leader or value:
+"leader session=S token=T value=V", or "no leader". With -o json, one JSON object per
+line (the Leadership; {} when there is none). Runs until interrupted; a broken stream is
+re-opened on another endpoint.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, _, done, err := o.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			out := cmd.OutOrStdout()
+			for l := range client.ObserveElection(cmd.Context(), c, args[0]) {
+				if err := printLeaderLine(out, l, o.json()); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func printLeaderLine(w io.Writer, l *conclavev1.Leadership, asJSON bool) error {
+	if asJSON {
+		b, err := protojson.Marshal(l)
+		if err != nil {
+			return err
+		}
+		var line bytes.Buffer
+		if err := json.Compact(&line, b); err != nil {
+			return err
+		}
+		line.WriteByte('\n')
+		_, err = w.Write(line.Bytes())
+		return err
+	}
+	if l == nil {
+		_, err := fmt.Fprintln(w, "no leader")
+		return err
+	}
+	_, err := fmt.Fprintf(w, "leader session=%d token=%d value=%s\n", l.GetSessionId(), l.GetToken(), display(l.GetValue()))
+	return err
+}
+
+func newElectionProclaimCmd(o *clientOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "proclaim NAME TOKEN VALUE",
+		Short: "Replace the leader's value; fails unless TOKEN still leads",
+		Args:  cobra.ExactArgs(3),
+		RunE: withClient(o, func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
+			token, err := parseToken(args[1])
+			if err != nil {
+				return err
+			}
+			resp, err := c.Elections().Proclaim(ctx, &conclavev1.ProclaimRequest{Name: args[0], Token: token, Value: []byte(args[2])})
+			if err != nil {
+				return err
+			}
+			if o.json() {
+				return printProto(cmd.OutOrStdout(), resp)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "OK")
+			return nil
+		}),
+	}
+}
+
+func newElectionResignCmd(o *clientOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "resign NAME TOKEN",
+		Short: "Give up leadership; the next candidate is elected",
+		Args:  cobra.ExactArgs(2),
+		RunE: withClient(o, func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
+			token, err := parseToken(args[1])
+			if err != nil {
+				return err
+			}
+			resp, err := c.Elections().Resign(ctx, &conclavev1.ResignRequest{Name: args[0], Token: token})
+			if err != nil {
+				return err
+			}
+			if o.json() {
+				return printProto(cmd.OutOrStdout(), resp)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "OK")
+			return nil
+		}),
+	}
+}
