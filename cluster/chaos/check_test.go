@@ -291,7 +291,7 @@ func TestCheckStaleReads(t *testing.T) {
 }
 
 func TestOp_TextRoundTrip(t *testing.T) {
-	for _, o := range []Op{OpGet, OpSet, OpCAS, OpDelete, OpIncrement} {
+	for _, o := range []Op{OpGet, OpSet, OpCAS, OpDelete, OpIncrement, OpAcquire, OpRelease, OpInspect} {
 		b, _ := o.MarshalText()
 		var back Op
 		if err := back.UnmarshalText(b); err != nil || back != o {

@@ -7,10 +7,11 @@
 //     chaos harness can cut, heal, delay and drop traffic between chosen nodes. A node
 //     dials each peer's raft address through Net.Addr(from, to); cutting both directions
 //     between two nodes partitions them.
-//   - Recorder, Input, Output, RegisterModel, CounterModel, Check and CheckStaleReads:
-//     histories of client operations recorded with call and return times (and unknown
-//     outcomes for timeouts, modelled as may-have-happened), checked with porcupine
-//     against per-key models of the KV API.
+//   - Recorder, Input, Output, RegisterModel, CounterModel, LockModel, Check and
+//     CheckStaleReads: histories of client operations recorded with call and return
+//     times (and unknown outcomes for timeouts, modelled as may-have-happened), checked
+//     with porcupine against per-key models of the KV API and per-name models of
+//     try-once EXCLUSIVE locks with fencing tokens.
 //
 // Nothing here may import the server, cluster or fsm packages: the checker judges the
 // system only by what clients saw.

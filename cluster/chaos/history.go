@@ -24,9 +24,17 @@ const (
 	OpDelete
 	// OpIncrement adds Input.Delta to the key's base-10 integer value (absent = 0).
 	OpIncrement
+	// OpAcquire tries once (wait_timeout_ms 0) to take the EXCLUSIVE lock Input.Key for
+	// session Input.Session.
+	OpAcquire
+	// OpRelease gives up the lock Input.Key held with fencing token Input.Token.
+	OpRelease
+	// OpInspect reads the holders of the lock Input.Key (LINEARIZABLE).
+	OpInspect
 )
 
-var opNames = [...]string{OpGet: "get", OpSet: "set", OpCAS: "cas", OpDelete: "delete", OpIncrement: "increment"}
+var opNames = [...]string{OpGet: "get", OpSet: "set", OpCAS: "cas", OpDelete: "delete", OpIncrement: "increment",
+	OpAcquire: "acquire", OpRelease: "release", OpInspect: "inspect"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && opNames[o] != "" {
@@ -49,7 +57,7 @@ func (o *Op) UnmarshalText(b []byte) error {
 	return fmt.Errorf("chaos: unknown op %q", b)
 }
 
-// Input is what a client asked, one key per operation.
+// Input is what a client asked, one key (or lock name) per operation.
 type Input struct {
 	Op    Op     `json:"op"`
 	Key   string `json:"key"`
@@ -60,6 +68,11 @@ type Input struct {
 	// Stale marks an OpGet served with CONSISTENCY_STALE: Check leaves it out and
 	// CheckStaleReads judges it.
 	Stale bool `json:"stale,omitempty"`
+	// Session is OpAcquire's session id: a session that already holds the lock is
+	// granted its own hold again.
+	Session uint64 `json:"session,omitempty"`
+	// Token is OpRelease's fencing token.
+	Token uint64 `json:"token,omitempty"`
 }
 
 // Output is what the client saw. Fill only the fields the operation returns:
@@ -71,6 +84,11 @@ type Input struct {
 //	OpDelete    Found (deleted > 0) and, optionally, Revision (the response header's
 //	            revision, the raft index of the delete; 0 = not known)
 //	OpIncrement Counter (the new value) and Revision
+//	OpAcquire   OK (granted) and, when granted, Token (the fencing token); OK false is
+//	            LOCK_HELD
+//	OpRelease   OK (released); OK false is a stale token (Aborted, FENCE_STALE)
+//	OpInspect   Holders (how many), and when there is one or more the first holder's
+//	            Token and Session
 //
 // A failed condition (FailedPrecondition) is a known outcome with OK false. An operation
 // whose outcome the client cannot know (a timeout or Unavailable after the request may
@@ -81,6 +99,9 @@ type Output struct {
 	Revision uint64 `json:"revision,omitempty"`
 	OK       bool   `json:"ok,omitempty"`
 	Counter  int64  `json:"counter,omitempty"`
+	Token    uint64 `json:"token,omitempty"`
+	Session  uint64 `json:"session,omitempty"`
+	Holders  int    `json:"holders,omitempty"`
 	// Unknown marks an operation that may or may not have taken effect, at any time
 	// after its call; its return time is math.MaxInt64 and every other field is ignored.
 	Unknown bool `json:"unknown,omitempty"`

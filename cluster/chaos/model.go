@@ -210,9 +210,12 @@ func partitionByKey(history []porcupine.Operation) [][]porcupine.Operation {
 }
 
 // DescribeOperation renders one operation for the visualisation, e.g.
-// `cas("k", "v", if @7) -> ok @9`.
+// `cas("k", "v", if @7) -> ok @9` or `acquire("l", session 3) -> granted @12`.
 func DescribeOperation(input, output any) string {
 	in, out := input.(Input), output.(Output)
+	if isLockOp(in.Op) {
+		return describeLockOperation(in, out)
+	}
 	var call string
 	switch in.Op {
 	case OpGet:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/conclave-dev/conclave/client"
 	"github.com/conclave-dev/conclave/cluster/chaos"
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
@@ -23,24 +25,32 @@ type workload struct {
 	rec       *chaos.Recorder
 	registers []string
 	counters  []string
+	locks     []string
+	sessions  *client.Client // creates the lock sessions and keeps them alive, on any node
 	opTimeout time.Duration
 
-	mu      sync.Mutex
-	durable []string // write-once keys whose Set was acknowledged
+	mu           sync.Mutex
+	durable      []string        // write-once keys whose Set was acknowledged
+	lockSessions []*chaosSession // every session the clients made, in creation order
 }
 
-func newWorkload(keys int) *workload {
-	w := &workload{rec: chaos.NewRecorder(), opTimeout: 2 * time.Second}
+// newWorkload returns a workload over keys registers, two counters and locks locks
+// (none: no lock operations); sessions makes the lock clients' sessions.
+func newWorkload(keys, locks int, sessions *client.Client) *workload {
+	w := &workload{rec: chaos.NewRecorder(), sessions: sessions, opTimeout: 2 * time.Second}
 	for i := range keys {
 		w.registers = append(w.registers, fmt.Sprintf("reg/%d", i))
 	}
 	w.counters = []string{"ctr/0", "ctr/1"}
+	for i := range locks {
+		w.locks = append(w.locks, fmt.Sprintf("lock/%d", i))
+	}
 	return w
 }
 
 // run starts one goroutine per client until ctx ends; client i talks to conns[i%len],
 // and all of them together start about rate operations a second (few enough that
-// porcupine can check the history).
+// porcupine can check the history), one in five a lock operation when there are locks.
 func (w *workload) run(ctx context.Context, conns []*grpc.ClientConn, clients, rate int, seed uint64) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	interval := time.Duration(clients) * time.Second / time.Duration(rate)
@@ -49,6 +59,8 @@ func (w *workload) run(ctx context.Context, conns []*grpc.ClientConn, clients, r
 		go func() {
 			defer wg.Done()
 			kv := conclavev1grpc.NewKVServiceClient(conns[i%len(conns)])
+			locks := conclavev1grpc.NewLockServiceClient(conns[i%len(conns)])
+			lc := &lockClient{}
 			rng := rand.New(rand.NewPCG(seed, uint64(i)))
 			revs := map[string]uint64{} // last revision this client saw per key, for CAS
 			tick := time.NewTicker(interval)
@@ -58,6 +70,10 @@ func (w *workload) run(ctx context.Context, conns []*grpc.ClientConn, clients, r
 				case <-ctx.Done():
 					return
 				case <-tick.C:
+				}
+				if len(w.locks) > 0 && rng.IntN(5) == 0 {
+					w.lockStep(locks, lc, i, seq, rng)
+					continue
 				}
 				w.step(kv, i, seq, rng, revs)
 			}
@@ -168,20 +184,25 @@ func (w *workload) get(ctx context.Context, kv conclavev1grpc.KVServiceClient, c
 	return true
 }
 
-// finalReads reads every register and counter linearizably through every node, after
-// the faults healed, and adds the reads to the history (as clients firstID, firstID+1, …):
-// the last word on each key.
+// finalReads reads every register and counter, and inspects every lock, linearizably
+// through every node, after the faults healed, and adds the reads to the history (as
+// clients firstID, firstID+1, …): the last word on each key and lock.
 func (w *workload) finalReads(conns []*grpc.ClientConn, firstID int) error {
 	revs := map[string]uint64{}
 	for i, conn := range conns {
 		kv := conclavev1grpc.NewKVServiceClient(conn)
-		for _, key := range append(append([]string{}, w.registers...), w.counters...) {
+		locks := conclavev1grpc.NewLockServiceClient(conn)
+		for _, key := range append(append(append([]string{}, w.registers...), w.counters...), w.locks...) {
+			read := func(ctx context.Context) bool { return w.get(ctx, kv, firstID+i, key, false, revs) }
+			if slices.Contains(w.locks, key) {
+				read = func(ctx context.Context) bool { _, ok := w.inspect(ctx, locks, firstID+i, key); return ok }
+			}
 			// A node just restarted may still be catching up: retry (failed reads are
 			// left out of the history) until a deadline.
 			deadline := time.Now().Add(30 * time.Second)
 			for {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				ok := w.get(ctx, kv, firstID+i, key, false, revs)
+				ok := read(ctx)
 				cancel()
 				if ok {
 					break
