@@ -108,6 +108,25 @@ func (f *forwardService) KeepAlive(ctx context.Context, req *fsmv1.KeepAliveRequ
 	return &fsmv1.KeepAliveResponse{TtlMs: left.Milliseconds()}, nil
 }
 
+// WaitGrant watches the leader's state for a lock grant; it never withdraws the request
+// (the asking node does, when its caller gives up).
+func (f *forwardService) WaitGrant(ctx context.Context, req *fsmv1.WaitGrantRequest) (*fsmv1.WaitGrantResponse, error) {
+	if !f.n.IsLeader() {
+		return &fsmv1.WaitGrantResponse{Error: fsmv1.ForwardError_FORWARD_ERROR_NOT_LEADER}, nil
+	}
+	hold, err := f.n.watchGrant(ctx, req.GetName(), req.GetWaiter())
+	if code, ok := forwardCode(err); ok {
+		return &fsmv1.WaitGrantResponse{Error: code}, nil
+	}
+	if errors.Is(err, fsm.ErrNotFound) {
+		return &fsmv1.WaitGrantResponse{Gone: true}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &fsmv1.WaitGrantResponse{Holder: hold}, nil
+}
+
 var forwardErrors = []struct {
 	err  error
 	code fsmv1.ForwardError

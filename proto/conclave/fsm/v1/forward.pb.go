@@ -430,6 +430,123 @@ func (x *KeepAliveResponse) GetNotFound() bool {
 	return false
 }
 
+// WaitGrantRequest asks the leader to wait until the queued lock request waiter on name
+// is granted. The leader never withdraws it: the asking node does, when its caller gives up.
+type WaitGrantRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Waiter        uint64                 `protobuf:"varint,2,opt,name=waiter,proto3" json:"waiter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitGrantRequest) Reset() {
+	*x = WaitGrantRequest{}
+	mi := &file_conclave_fsm_v1_forward_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitGrantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitGrantRequest) ProtoMessage() {}
+
+func (x *WaitGrantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_forward_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitGrantRequest.ProtoReflect.Descriptor instead.
+func (*WaitGrantRequest) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_forward_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *WaitGrantRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WaitGrantRequest) GetWaiter() uint64 {
+	if x != nil {
+		return x.Waiter
+	}
+	return 0
+}
+
+type WaitGrantResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// holder is the hold granted.
+	Holder *LockHolder  `protobuf:"bytes,1,opt,name=holder,proto3" json:"holder,omitempty"`
+	Error  ForwardError `protobuf:"varint,2,opt,name=error,proto3,enum=conclave.fsm.v1.ForwardError" json:"error,omitempty"`
+	// gone says the request is neither waiting nor granted: its session ended or it was
+	// withdrawn.
+	Gone          bool `protobuf:"varint,3,opt,name=gone,proto3" json:"gone,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitGrantResponse) Reset() {
+	*x = WaitGrantResponse{}
+	mi := &file_conclave_fsm_v1_forward_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitGrantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitGrantResponse) ProtoMessage() {}
+
+func (x *WaitGrantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_forward_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitGrantResponse.ProtoReflect.Descriptor instead.
+func (*WaitGrantResponse) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_forward_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *WaitGrantResponse) GetHolder() *LockHolder {
+	if x != nil {
+		return x.Holder
+	}
+	return nil
+}
+
+func (x *WaitGrantResponse) GetError() ForwardError {
+	if x != nil {
+		return x.Error
+	}
+	return ForwardError_FORWARD_ERROR_UNSPECIFIED
+}
+
+func (x *WaitGrantResponse) GetGone() bool {
+	if x != nil {
+		return x.Gone
+	}
+	return false
+}
+
 var File_conclave_fsm_v1_forward_proto protoreflect.FileDescriptor
 
 const file_conclave_fsm_v1_forward_proto_rawDesc = "" +
@@ -452,7 +569,14 @@ const file_conclave_fsm_v1_forward_proto_rawDesc = "" +
 	"\x11KeepAliveResponse\x12\x15\n" +
 	"\x06ttl_ms\x18\x01 \x01(\x03R\x05ttlMs\x123\n" +
 	"\x05error\x18\x02 \x01(\x0e2\x1d.conclave.fsm.v1.ForwardErrorR\x05error\x12\x1b\n" +
-	"\tnot_found\x18\x03 \x01(\bR\bnotFound*\xc4\x01\n" +
+	"\tnot_found\x18\x03 \x01(\bR\bnotFound\">\n" +
+	"\x10WaitGrantRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06waiter\x18\x02 \x01(\x04R\x06waiter\"\x91\x01\n" +
+	"\x11WaitGrantResponse\x123\n" +
+	"\x06holder\x18\x01 \x01(\v2\x1b.conclave.fsm.v1.LockHolderR\x06holder\x123\n" +
+	"\x05error\x18\x02 \x01(\x0e2\x1d.conclave.fsm.v1.ForwardErrorR\x05error\x12\x12\n" +
+	"\x04gone\x18\x03 \x01(\bR\x04gone*\xc4\x01\n" +
 	"\fForwardError\x12\x1d\n" +
 	"\x19FORWARD_ERROR_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FORWARD_ERROR_NO_LEADER\x10\x01\x12\x1c\n" +
@@ -474,7 +598,7 @@ func file_conclave_fsm_v1_forward_proto_rawDescGZIP() []byte {
 }
 
 var file_conclave_fsm_v1_forward_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_conclave_fsm_v1_forward_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_conclave_fsm_v1_forward_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_conclave_fsm_v1_forward_proto_goTypes = []any{
 	(ForwardError)(0),         // 0: conclave.fsm.v1.ForwardError
 	(*ApplyRequest)(nil),      // 1: conclave.fsm.v1.ApplyRequest
@@ -484,21 +608,26 @@ var file_conclave_fsm_v1_forward_proto_goTypes = []any{
 	(*ReadIndexResponse)(nil), // 5: conclave.fsm.v1.ReadIndexResponse
 	(*KeepAliveRequest)(nil),  // 6: conclave.fsm.v1.KeepAliveRequest
 	(*KeepAliveResponse)(nil), // 7: conclave.fsm.v1.KeepAliveResponse
-	(*Command)(nil),           // 8: conclave.fsm.v1.Command
-	(*Result)(nil),            // 9: conclave.fsm.v1.Result
+	(*WaitGrantRequest)(nil),  // 8: conclave.fsm.v1.WaitGrantRequest
+	(*WaitGrantResponse)(nil), // 9: conclave.fsm.v1.WaitGrantResponse
+	(*Command)(nil),           // 10: conclave.fsm.v1.Command
+	(*Result)(nil),            // 11: conclave.fsm.v1.Result
+	(*LockHolder)(nil),        // 12: conclave.fsm.v1.LockHolder
 }
 var file_conclave_fsm_v1_forward_proto_depIdxs = []int32{
-	8, // 0: conclave.fsm.v1.ApplyRequest.commands:type_name -> conclave.fsm.v1.Command
-	3, // 1: conclave.fsm.v1.ApplyResponse.outcomes:type_name -> conclave.fsm.v1.ApplyOutcome
-	9, // 2: conclave.fsm.v1.ApplyOutcome.result:type_name -> conclave.fsm.v1.Result
-	0, // 3: conclave.fsm.v1.ApplyOutcome.error:type_name -> conclave.fsm.v1.ForwardError
-	0, // 4: conclave.fsm.v1.ReadIndexResponse.error:type_name -> conclave.fsm.v1.ForwardError
-	0, // 5: conclave.fsm.v1.KeepAliveResponse.error:type_name -> conclave.fsm.v1.ForwardError
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	10, // 0: conclave.fsm.v1.ApplyRequest.commands:type_name -> conclave.fsm.v1.Command
+	3,  // 1: conclave.fsm.v1.ApplyResponse.outcomes:type_name -> conclave.fsm.v1.ApplyOutcome
+	11, // 2: conclave.fsm.v1.ApplyOutcome.result:type_name -> conclave.fsm.v1.Result
+	0,  // 3: conclave.fsm.v1.ApplyOutcome.error:type_name -> conclave.fsm.v1.ForwardError
+	0,  // 4: conclave.fsm.v1.ReadIndexResponse.error:type_name -> conclave.fsm.v1.ForwardError
+	0,  // 5: conclave.fsm.v1.KeepAliveResponse.error:type_name -> conclave.fsm.v1.ForwardError
+	12, // 6: conclave.fsm.v1.WaitGrantResponse.holder:type_name -> conclave.fsm.v1.LockHolder
+	0,  // 7: conclave.fsm.v1.WaitGrantResponse.error:type_name -> conclave.fsm.v1.ForwardError
+	8,  // [8:8] is the sub-list for method output_type
+	8,  // [8:8] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_conclave_fsm_v1_forward_proto_init() }
@@ -513,7 +642,7 @@ func file_conclave_fsm_v1_forward_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_conclave_fsm_v1_forward_proto_rawDesc), len(file_conclave_fsm_v1_forward_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -25,29 +25,34 @@ var File_conclave_fsm_v1_forward_service_proto protoreflect.FileDescriptor
 
 const file_conclave_fsm_v1_forward_service_proto_rawDesc = "" +
 	"\n" +
-	"%conclave/fsm/v1/forward_service.proto\x12\x0fconclave.fsm.v1\x1a\x1dconclave/fsm/v1/forward.proto2\x80\x02\n" +
+	"%conclave/fsm/v1/forward_service.proto\x12\x0fconclave.fsm.v1\x1a\x1dconclave/fsm/v1/forward.proto2\xd4\x02\n" +
 	"\x0eForwardService\x12F\n" +
 	"\x05Apply\x12\x1d.conclave.fsm.v1.ApplyRequest\x1a\x1e.conclave.fsm.v1.ApplyResponse\x12R\n" +
 	"\tReadIndex\x12!.conclave.fsm.v1.ReadIndexRequest\x1a\".conclave.fsm.v1.ReadIndexResponse\x12R\n" +
-	"\tKeepAlive\x12!.conclave.fsm.v1.KeepAliveRequest\x1a\".conclave.fsm.v1.KeepAliveResponseBLZJgithub.com/conclave-dev/conclave/proto/conclave/fsm/v1/fsmv1grpc;fsmv1grpcb\x06proto3"
+	"\tKeepAlive\x12!.conclave.fsm.v1.KeepAliveRequest\x1a\".conclave.fsm.v1.KeepAliveResponse\x12R\n" +
+	"\tWaitGrant\x12!.conclave.fsm.v1.WaitGrantRequest\x1a\".conclave.fsm.v1.WaitGrantResponseBLZJgithub.com/conclave-dev/conclave/proto/conclave/fsm/v1/fsmv1grpc;fsmv1grpcb\x06proto3"
 
 var file_conclave_fsm_v1_forward_service_proto_goTypes = []any{
 	(*v1.ApplyRequest)(nil),      // 0: conclave.fsm.v1.ApplyRequest
 	(*v1.ReadIndexRequest)(nil),  // 1: conclave.fsm.v1.ReadIndexRequest
 	(*v1.KeepAliveRequest)(nil),  // 2: conclave.fsm.v1.KeepAliveRequest
-	(*v1.ApplyResponse)(nil),     // 3: conclave.fsm.v1.ApplyResponse
-	(*v1.ReadIndexResponse)(nil), // 4: conclave.fsm.v1.ReadIndexResponse
-	(*v1.KeepAliveResponse)(nil), // 5: conclave.fsm.v1.KeepAliveResponse
+	(*v1.WaitGrantRequest)(nil),  // 3: conclave.fsm.v1.WaitGrantRequest
+	(*v1.ApplyResponse)(nil),     // 4: conclave.fsm.v1.ApplyResponse
+	(*v1.ReadIndexResponse)(nil), // 5: conclave.fsm.v1.ReadIndexResponse
+	(*v1.KeepAliveResponse)(nil), // 6: conclave.fsm.v1.KeepAliveResponse
+	(*v1.WaitGrantResponse)(nil), // 7: conclave.fsm.v1.WaitGrantResponse
 }
 var file_conclave_fsm_v1_forward_service_proto_depIdxs = []int32{
 	0, // 0: conclave.fsm.v1.ForwardService.Apply:input_type -> conclave.fsm.v1.ApplyRequest
 	1, // 1: conclave.fsm.v1.ForwardService.ReadIndex:input_type -> conclave.fsm.v1.ReadIndexRequest
 	2, // 2: conclave.fsm.v1.ForwardService.KeepAlive:input_type -> conclave.fsm.v1.KeepAliveRequest
-	3, // 3: conclave.fsm.v1.ForwardService.Apply:output_type -> conclave.fsm.v1.ApplyResponse
-	4, // 4: conclave.fsm.v1.ForwardService.ReadIndex:output_type -> conclave.fsm.v1.ReadIndexResponse
-	5, // 5: conclave.fsm.v1.ForwardService.KeepAlive:output_type -> conclave.fsm.v1.KeepAliveResponse
-	3, // [3:6] is the sub-list for method output_type
-	0, // [0:3] is the sub-list for method input_type
+	3, // 3: conclave.fsm.v1.ForwardService.WaitGrant:input_type -> conclave.fsm.v1.WaitGrantRequest
+	4, // 4: conclave.fsm.v1.ForwardService.Apply:output_type -> conclave.fsm.v1.ApplyResponse
+	5, // 5: conclave.fsm.v1.ForwardService.ReadIndex:output_type -> conclave.fsm.v1.ReadIndexResponse
+	6, // 6: conclave.fsm.v1.ForwardService.KeepAlive:output_type -> conclave.fsm.v1.KeepAliveResponse
+	7, // 7: conclave.fsm.v1.ForwardService.WaitGrant:output_type -> conclave.fsm.v1.WaitGrantResponse
+	4, // [4:8] is the sub-list for method output_type
+	0, // [0:4] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name

@@ -23,6 +23,7 @@ const (
 	ForwardService_Apply_FullMethodName     = "/conclave.fsm.v1.ForwardService/Apply"
 	ForwardService_ReadIndex_FullMethodName = "/conclave.fsm.v1.ForwardService/ReadIndex"
 	ForwardService_KeepAlive_FullMethodName = "/conclave.fsm.v1.ForwardService/KeepAlive"
+	ForwardService_WaitGrant_FullMethodName = "/conclave.fsm.v1.ForwardService/WaitGrant"
 )
 
 // ForwardServiceClient is the client API for ForwardService service.
@@ -38,6 +39,8 @@ type ForwardServiceClient interface {
 	ReadIndex(ctx context.Context, in *v1.ReadIndexRequest, opts ...grpc.CallOption) (*v1.ReadIndexResponse, error)
 	// KeepAlive renews a session's deadline on the leader, without a raft write.
 	KeepAlive(ctx context.Context, in *v1.KeepAliveRequest, opts ...grpc.CallOption) (*v1.KeepAliveResponse, error)
+	// WaitGrant waits on the leader, which applies every entry first, for a lock grant.
+	WaitGrant(ctx context.Context, in *v1.WaitGrantRequest, opts ...grpc.CallOption) (*v1.WaitGrantResponse, error)
 }
 
 type forwardServiceClient struct {
@@ -78,6 +81,16 @@ func (c *forwardServiceClient) KeepAlive(ctx context.Context, in *v1.KeepAliveRe
 	return out, nil
 }
 
+func (c *forwardServiceClient) WaitGrant(ctx context.Context, in *v1.WaitGrantRequest, opts ...grpc.CallOption) (*v1.WaitGrantResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.WaitGrantResponse)
+	err := c.cc.Invoke(ctx, ForwardService_WaitGrant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ForwardServiceServer is the server API for ForwardService service.
 // All implementations must embed UnimplementedForwardServiceServer
 // for forward compatibility.
@@ -91,6 +104,8 @@ type ForwardServiceServer interface {
 	ReadIndex(context.Context, *v1.ReadIndexRequest) (*v1.ReadIndexResponse, error)
 	// KeepAlive renews a session's deadline on the leader, without a raft write.
 	KeepAlive(context.Context, *v1.KeepAliveRequest) (*v1.KeepAliveResponse, error)
+	// WaitGrant waits on the leader, which applies every entry first, for a lock grant.
+	WaitGrant(context.Context, *v1.WaitGrantRequest) (*v1.WaitGrantResponse, error)
 	mustEmbedUnimplementedForwardServiceServer()
 }
 
@@ -109,6 +124,9 @@ func (UnimplementedForwardServiceServer) ReadIndex(context.Context, *v1.ReadInde
 }
 func (UnimplementedForwardServiceServer) KeepAlive(context.Context, *v1.KeepAliveRequest) (*v1.KeepAliveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method KeepAlive not implemented")
+}
+func (UnimplementedForwardServiceServer) WaitGrant(context.Context, *v1.WaitGrantRequest) (*v1.WaitGrantResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WaitGrant not implemented")
 }
 func (UnimplementedForwardServiceServer) mustEmbedUnimplementedForwardServiceServer() {}
 func (UnimplementedForwardServiceServer) testEmbeddedByValue()                        {}
@@ -185,6 +203,24 @@ func _ForwardService_KeepAlive_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ForwardService_WaitGrant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.WaitGrantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ForwardServiceServer).WaitGrant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ForwardService_WaitGrant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ForwardServiceServer).WaitGrant(ctx, req.(*v1.WaitGrantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ForwardService_ServiceDesc is the grpc.ServiceDesc for ForwardService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -203,6 +239,10 @@ var ForwardService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "KeepAlive",
 			Handler:    _ForwardService_KeepAlive_Handler,
+		},
+		{
+			MethodName: "WaitGrant",
+			Handler:    _ForwardService_WaitGrant_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
