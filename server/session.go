@@ -46,7 +46,9 @@ func (s *sessionService) KeepAlive(ctx context.Context, req *conclavev1.KeepAliv
 }
 
 // KeepAliveStream answers each keep-alive on the stream in order, until the client
-// closes it or a keep-alive fails.
+// closes it or a keep-alive fails. A session that does not exist (it ended) is answered
+// with ttl_ms 0, as etcd does, so one ended session does not break the stream that
+// renews many.
 func (s *sessionService) KeepAliveStream(stream conclavev1grpc.SessionService_KeepAliveStreamServer) error {
 	for {
 		req, err := stream.Recv()
@@ -57,6 +59,9 @@ func (s *sessionService) KeepAliveStream(stream conclavev1grpc.SessionService_Ke
 			return err
 		}
 		left, err := s.node.KeepAlive(stream.Context(), req.GetId())
+		if errors.Is(err, fsm.ErrNotFound) {
+			left, err = 0, nil
+		}
 		if err != nil {
 			return toStatus(err)
 		}

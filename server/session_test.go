@@ -37,12 +37,13 @@ func TestSession_Lifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 3 {
-		if err := stream.Send(&conclavev1.KeepAliveStreamRequest{Id: id}); err != nil {
+	for _, ask := range []uint64{id, id + 1000, id} { // an unknown session does not end the stream
+		if err := stream.Send(&conclavev1.KeepAliveStreamRequest{Id: ask}); err != nil {
 			t.Fatal(err)
 		}
-		if r, err := stream.Recv(); err != nil || r.GetId() != id {
-			t.Fatalf("stream keep-alive: %v, %v", r, err)
+		r, err := stream.Recv()
+		if err != nil || r.GetId() != ask || (ask == id) != (r.GetTtlMs() > 0) {
+			t.Fatalf("stream keep-alive of %d: %v, %v", ask, r, err)
 		}
 	}
 	stream.CloseSend()
