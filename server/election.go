@@ -49,15 +49,11 @@ func (s *electionService) Proclaim(ctx context.Context, req *conclavev1.Proclaim
 }
 
 func (s *electionService) Resign(ctx context.Context, req *conclavev1.ResignRequest) (*conclavev1.ResignResponse, error) {
-	if err := firstErr(checkLockName(req.GetName()), checkToken(req.GetToken()), checkRequestID("request_id", req.GetRequestId())); err != nil {
-		return nil, toStatus(err)
-	}
-	cmd := &fsmv1.Command{RequestId: req.GetRequestId(), Op: &fsmv1.Command_LockRelease{LockRelease: &fsmv1.LockRelease{Name: req.GetName(), Token: req.GetToken()}}}
-	_, index, err := apply(ctx, s.node, cmd, (*fsmv1.Result).GetLock)
+	h, err := release(ctx, s.node, req.GetName(), req.GetToken(), req.GetRequestId())
 	if err != nil {
 		return nil, err
 	}
-	return &conclavev1.ResignResponse{Header: s.node.Header(index)}, nil
+	return &conclavev1.ResignResponse{Header: h}, nil
 }
 
 func (s *electionService) Leader(ctx context.Context, req *conclavev1.LeaderRequest) (*conclavev1.LeaderResponse, error) {

@@ -66,15 +66,25 @@ func acquire(ctx context.Context, node Node, cmd *fsmv1.Command, wait time.Durat
 }
 
 func (s *lockService) Release(ctx context.Context, req *conclavev1.ReleaseRequest) (*conclavev1.ReleaseResponse, error) {
-	if err := firstErr(checkLockName(req.GetName()), checkToken(req.GetToken()), checkRequestID("request_id", req.GetRequestId())); err != nil {
-		return nil, toStatus(err)
-	}
-	cmd := &fsmv1.Command{RequestId: req.GetRequestId(), Op: &fsmv1.Command_LockRelease{LockRelease: &fsmv1.LockRelease{Name: req.GetName(), Token: req.GetToken()}}}
-	_, index, err := apply(ctx, s.node, cmd, (*fsmv1.Result).GetLock)
+	h, err := release(ctx, s.node, req.GetName(), req.GetToken(), req.GetRequestId())
 	if err != nil {
 		return nil, err
 	}
-	return &conclavev1.ReleaseResponse{Header: s.node.Header(index)}, nil
+	return &conclavev1.ReleaseResponse{Header: h}, nil
+}
+
+// release gives up the hold of lock name with token (LockService.Release and
+// ElectionService.Resign) and returns the response header.
+func release(ctx context.Context, node Node, name string, token uint64, requestID string) (*conclavev1.ResponseHeader, error) {
+	if err := firstErr(checkLockName(name), checkToken(token), checkRequestID("request_id", requestID)); err != nil {
+		return nil, toStatus(err)
+	}
+	cmd := &fsmv1.Command{RequestId: requestID, Op: &fsmv1.Command_LockRelease{LockRelease: &fsmv1.LockRelease{Name: name, Token: token}}}
+	_, index, err := apply(ctx, node, cmd, (*fsmv1.Result).GetLock)
+	if err != nil {
+		return nil, err
+	}
+	return node.Header(index), nil
 }
 
 func (s *lockService) Inspect(ctx context.Context, req *conclavev1.InspectRequest) (*conclavev1.InspectResponse, error) {

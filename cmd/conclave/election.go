@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/conclave-dev/conclave/client"
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
@@ -52,22 +53,14 @@ first, exit 1 with "leadership lost". As etcdctl elect.`,
 		}
 		defer done()
 		ctx := cmd.Context()
-		cleanup := func() (context.Context, context.CancelFunc) {
-			return context.WithTimeout(context.WithoutCancel(ctx), o.timeout)
-		}
-		sctx, scancel := context.WithTimeout(ctx, o.timeout)
-		sess, err := c.NewSession(sctx, ttl)
-		scancel()
+		sess, closeSession, err := commandSession(cmd, o, c, ttl)
 		if err != nil {
 			return err
 		}
-		defer func() {
-			cctx, ccancel := cleanup()
-			defer ccancel()
-			_ = sess.Close(cctx)
-		}()
+		defer closeSession()
 		e := client.NewElection(sess, args[0])
-		if err := campaign(ctx, sess, e, []byte(args[1])); err != nil {
+		err = whileSession(ctx, sess, fmt.Sprintf("election %q", args[0]), func(ctx context.Context) error { return e.Campaign(ctx, []byte(args[1])) })
+		if err != nil {
 			return err
 		}
 		if o.json() {
@@ -81,30 +74,12 @@ first, exit 1 with "leadership lost". As etcdctl elect.`,
 		case <-sess.Done():
 			return fmt.Errorf("leadership lost: election %q: session %d: %s", args[0], sess.ID(), errorMessage(sess.Err()))
 		case <-ctx.Done():
-			cctx, ccancel := cleanup()
+			cctx, ccancel := o.cleanup(ctx)
 			defer ccancel()
 			return e.Resign(cctx)
 		}
 	}
 	return cmd
-}
-
-// campaign runs e.Campaign until elected, and gives up when the session ends or ctx does.
-func campaign(ctx context.Context, sess *client.Session, e *client.Election, value []byte) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-sess.Done():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	err := e.Campaign(ctx, value)
-	if err != nil && sess.Err() != nil {
-		return fmt.Errorf("election %q: %w", e.Name(), sess.Err())
-	}
-	return err
 }
 
 func newElectionLeaderCmd(o *clientOptions) *cobra.Command {
@@ -191,20 +166,8 @@ func newElectionProclaimCmd(o *clientOptions) *cobra.Command {
 		Use:   "proclaim NAME TOKEN VALUE",
 		Short: "Replace the leader's value; fails unless TOKEN still leads",
 		Args:  cobra.ExactArgs(3),
-		RunE: withClient(o, func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
-			token, err := parseToken(args[1])
-			if err != nil {
-				return err
-			}
-			resp, err := c.Elections().Proclaim(ctx, &conclavev1.ProclaimRequest{Name: args[0], Token: token, Value: []byte(args[2])})
-			if err != nil {
-				return err
-			}
-			if o.json() {
-				return printProto(cmd.OutOrStdout(), resp)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), "OK")
-			return nil
+		RunE: withToken(o, func(ctx context.Context, c *client.Client, name string, token uint64, rest []string) (proto.Message, error) {
+			return c.Elections().Proclaim(ctx, &conclavev1.ProclaimRequest{Name: name, Token: token, Value: []byte(rest[0])})
 		}),
 	}
 }
@@ -214,20 +177,8 @@ func newElectionResignCmd(o *clientOptions) *cobra.Command {
 		Use:   "resign NAME TOKEN",
 		Short: "Give up leadership; the next candidate is elected",
 		Args:  cobra.ExactArgs(2),
-		RunE: withClient(o, func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
-			token, err := parseToken(args[1])
-			if err != nil {
-				return err
-			}
-			resp, err := c.Elections().Resign(ctx, &conclavev1.ResignRequest{Name: args[0], Token: token})
-			if err != nil {
-				return err
-			}
-			if o.json() {
-				return printProto(cmd.OutOrStdout(), resp)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), "OK")
-			return nil
+		RunE: withToken(o, func(ctx context.Context, c *client.Client, name string, token uint64, _ []string) (proto.Message, error) {
+			return c.Elections().Resign(ctx, &conclavev1.ResignRequest{Name: name, Token: token})
 		}),
 	}
 }

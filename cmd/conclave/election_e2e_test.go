@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,6 +92,20 @@ func TestE2E_ElectionSurvivesFailover(t *testing.T) {
 	}
 	if err := ea.Proclaim(ctx, []byte("x")); err == nil {
 		t.Fatal("a resigned Election proclaimed")
+	}
+
+	// The CLI sees the same leader, and refuses the old token.
+	eps := "--endpoints=" + strings.Join(c.endpoints(), ",")
+	code, out, errOut := runCLI("election", "leader", "primary", eps)
+	if code != 0 || !strings.Contains(out, strconv.FormatUint(eb.Token(), 10)) || !strings.Contains(out, "b") {
+		t.Fatalf("election leader: exit %d, %q %q", code, out, errOut)
+	}
+	code, _, errOut = runCLI("election", "proclaim", "primary", strconv.FormatUint(tokenA, 10), "x", eps)
+	if code == 0 || !strings.Contains(errOut, "fencing token") {
+		t.Fatalf("election proclaim with a resigned token: exit %d, %q", code, errOut)
+	}
+	if code, out, errOut = runCLI("election", "proclaim", "primary", strconv.FormatUint(eb.Token(), 10), "b2", eps); code != 0 || out != "OK\n" {
+		t.Fatalf("election proclaim: exit %d, %q %q", code, out, errOut)
 	}
 
 	// A semaphore of two over the same cluster.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/conclave-dev/conclave/client"
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
@@ -129,22 +130,30 @@ func newLockReleaseCmd(o *clientOptions) *cobra.Command {
 		Use:   "release NAME TOKEN",
 		Short: "Release the hold of a lock with its fencing token",
 		Args:  cobra.ExactArgs(2),
-		RunE: withClient(o, func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
-			token, err := parseToken(args[1])
-			if err != nil {
-				return err
-			}
-			resp, err := c.Locks().Release(ctx, &conclavev1.ReleaseRequest{Name: args[0], Token: token})
-			if err != nil {
-				return err
-			}
-			if o.json() {
-				return printProto(cmd.OutOrStdout(), resp)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), "OK")
-			return nil
+		RunE: withToken(o, func(ctx context.Context, c *client.Client, name string, token uint64, _ []string) (proto.Message, error) {
+			return c.Locks().Release(ctx, &conclavev1.ReleaseRequest{Name: name, Token: token})
 		}),
 	}
+}
+
+// withToken returns the RunE of a command "NAME TOKEN [ARGS...]" that makes one call
+// with the fencing token and prints "OK", or the response with -o json.
+func withToken(o *clientOptions, call func(ctx context.Context, c *client.Client, name string, token uint64, rest []string) (proto.Message, error)) func(*cobra.Command, []string) error {
+	return withClient(o, func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
+		token, err := parseToken(args[1])
+		if err != nil {
+			return err
+		}
+		resp, err := call(ctx, c, args[0], token, args[2:])
+		if err != nil {
+			return err
+		}
+		if o.json() {
+			return printProto(cmd.OutOrStdout(), resp)
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), "OK")
+		return nil
+	})
 }
 
 func newLockInspectCmd(o *clientOptions) *cobra.Command {

@@ -67,23 +67,11 @@ An interrupt (Ctrl-C, SIGTERM) is passed on to COMMAND the same way.`,
 // lockRun is `lock run` once the arguments are checked.
 func lockRun(cmd *cobra.Command, o *clientOptions, c *client.Client, name string, argv []string, ttl, wait time.Duration) error {
 	ctx := cmd.Context()
-	// After an interrupt, cleaning up still gets --timeout.
-	cleanup := func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(context.WithoutCancel(ctx), o.timeout)
-	}
-	sctx, scancel := context.WithTimeout(ctx, o.timeout)
-	sess, err := c.NewSession(sctx, ttl)
-	scancel()
+	sess, closeSession, err := commandSession(cmd, o, c, ttl)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		cctx, ccancel := cleanup()
-		defer ccancel()
-		if err := sess.Close(cctx); err != nil {
-			fmt.Fprintf(cmd.ErrOrStderr(), "conclave: closing session %d: %s\n", sess.ID(), errorMessage(err))
-		}
-	}()
+	defer closeSession()
 
 	m := client.NewMutex(sess, name)
 	if err := acquireForRun(ctx, sess, m, wait); err != nil {
@@ -93,7 +81,7 @@ func lockRun(cmd *cobra.Command, o *clientOptions, c *client.Client, name string
 		if sess.Err() != nil {
 			return // the hold ended with the session
 		}
-		cctx, ccancel := cleanup()
+		cctx, ccancel := o.cleanup(ctx)
 		defer ccancel()
 		if err := m.Unlock(cctx); err != nil {
 			fmt.Fprintf(cmd.ErrOrStderr(), "conclave: releasing lock %q: %s\n", name, errorMessage(err))
@@ -127,9 +115,27 @@ func lockRun(cmd *cobra.Command, o *clientOptions, c *client.Client, name string
 	return commandStatus(err)
 }
 
-// acquireForRun locks m, waiting up to wait (0: until acquired, in rounds of
-// client.MaxLockWait), and gives up when the session ends or ctx does.
-func acquireForRun(ctx context.Context, sess *client.Session, m *client.Mutex, wait time.Duration) error {
+// commandSession creates the session of ttl a command holds something with for as long
+// as it runs; closeSession ends it, with --timeout even after an interrupt.
+func commandSession(cmd *cobra.Command, o *clientOptions, c *client.Client, ttl time.Duration) (sess *client.Session, closeSession func(), err error) {
+	sctx, scancel := context.WithTimeout(cmd.Context(), o.timeout)
+	sess, err = c.NewSession(sctx, ttl)
+	scancel()
+	if err != nil {
+		return nil, nil, err
+	}
+	return sess, func() {
+		cctx, ccancel := o.cleanup(cmd.Context())
+		defer ccancel()
+		if err := sess.Close(cctx); err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "conclave: closing session %d: %s\n", sess.ID(), errorMessage(err))
+		}
+	}, nil
+}
+
+// whileSession runs fn with a context that also ends when sess ends; if fn fails after
+// the session ended, the session's error is returned.
+func whileSession(ctx context.Context, sess *client.Session, what string, fn func(context.Context) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -139,6 +145,20 @@ func acquireForRun(ctx context.Context, sess *client.Session, m *client.Mutex, w
 		case <-ctx.Done():
 		}
 	}()
+	err := fn(ctx)
+	if err != nil && sess.Err() != nil {
+		return fmt.Errorf("%s: %w", what, sess.Err())
+	}
+	return err
+}
+
+// acquireForRun locks m, waiting up to wait (0: until acquired, in rounds of
+// client.MaxLockWait), and gives up when the session ends or ctx does.
+func acquireForRun(ctx context.Context, sess *client.Session, m *client.Mutex, wait time.Duration) error {
+	return whileSession(ctx, sess, fmt.Sprintf("lock %q", m.Name()), func(ctx context.Context) error { return lockForRun(ctx, m, wait) })
+}
+
+func lockForRun(ctx context.Context, m *client.Mutex, wait time.Duration) error {
 	for {
 		lctx, lcancel := ctx, context.CancelFunc(func() {})
 		if wait > 0 {
@@ -146,10 +166,7 @@ func acquireForRun(ctx context.Context, sess *client.Session, m *client.Mutex, w
 		}
 		err := m.Lock(lctx)
 		lcancel()
-		switch {
-		case err != nil && sess.Err() != nil:
-			return fmt.Errorf("lock %q: %w", m.Name(), sess.Err())
-		case wait == 0 && errors.Is(err, client.ErrLockHeld) && ctx.Err() == nil:
+		if wait == 0 && errors.Is(err, client.ErrLockHeld) && ctx.Err() == nil {
 			continue // waited client.MaxLockWait; wait again
 		}
 		return err

@@ -75,6 +75,12 @@ func (o *clientOptions) connect(cmd *cobra.Command) (c *client.Client, ctx conte
 	return c, ctx, func() { cancel(); _ = c.Close() }, nil
 }
 
+// cleanup returns a context for cleaning up after ctx ended (an interrupt): --timeout
+// from now, not cancelled with ctx.
+func (o *clientOptions) cleanup(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), o.timeout)
+}
+
 // withClient returns a RunE that connects with o and calls fn.
 func withClient(o *clientOptions, fn func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
