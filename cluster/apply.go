@@ -76,6 +76,20 @@ func (n *Node) await(ctx context.Context, futures ...raft.ApplyFuture) error {
 	}
 }
 
+// futureErr returns f's error, or ErrShutdown if the node shuts down first: raft may
+// never answer a future still queued when it shuts down (a VerifyLeader, a configuration
+// change), and a node goroutine stuck on one would keep Close waiting forever.
+func (n *Node) futureErr(f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.shutdownCh:
+		return ErrShutdown
+	}
+}
+
 // propose stamps cmd with the leader's clock and hands it to raft without waiting.
 func (n *Node) propose(ctx context.Context, cmd *fsmv1.Command) (raft.ApplyFuture, error) {
 	if !n.IsLeader() {

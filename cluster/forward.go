@@ -110,11 +110,26 @@ func (f *forwardService) KeepAlive(ctx context.Context, req *fsmv1.KeepAliveRequ
 
 // WaitGrant watches the leader's state for a lock grant; it never withdraws the request
 // (the asking node does, when its caller gives up).
+// It answers LEADERSHIP_LOST when this node stops leading meanwhile: a deposed leader
+// (partitioned away) would not see the grant the next leader makes.
 func (f *forwardService) WaitGrant(ctx context.Context, req *fsmv1.WaitGrantRequest) (*fsmv1.WaitGrantResponse, error) {
+	changed := f.n.leadership.wait() // before checking, so no change slips between
 	if !f.n.IsLeader() {
 		return &fsmv1.WaitGrantResponse{Error: fsmv1.ForwardError_FORWARD_ERROR_NOT_LEADER}, nil
 	}
-	hold, err := f.n.watchGrant(ctx, req.GetName(), req.GetWaiter())
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	hold, err := f.n.watchGrant(wctx, req.GetName(), req.GetWaiter())
+	if err != nil && wctx.Err() != nil && ctx.Err() == nil {
+		err = ErrLeadershipLost
+	}
 	if code, ok := forwardCode(err); ok {
 		return &fsmv1.WaitGrantResponse{Error: code}, nil
 	}

@@ -24,6 +24,7 @@ func (n *Node) leaderLoop() {
 	for {
 		select {
 		case isLeader := <-leaderCh:
+			n.leadership.notify()
 			stop()
 			stop = func() {}
 			if isLeader {
@@ -100,7 +101,7 @@ func (n *Node) expireDue(ctx context.Context) {
 // commit index the leader had when it asked.
 func (n *Node) promoteCaughtUp(ctx context.Context) {
 	f := n.raft.GetConfiguration()
-	if f.Error() != nil {
+	if n.futureErr(f) != nil {
 		return
 	}
 	for _, s := range f.Configuration().Servers {
@@ -122,7 +123,7 @@ func (n *Node) promoteCaughtUp(ctx context.Context) {
 		if err != nil || st.GetAppliedIndex() < target {
 			continue
 		}
-		if err := n.raft.AddVoter(s.ID, s.Address, f.Index(), 0).Error(); err != nil {
+		if err := n.futureErr(n.raft.AddVoter(s.ID, s.Address, f.Index(), 0)); err != nil {
 			n.log.Warn("promote non-voter", zap.String("member-id", string(s.ID)), zap.Error(err))
 			continue
 		}
@@ -159,7 +160,7 @@ func (n *Node) registerSelf() {
 // inConfiguration reports whether id is a server in raft's latest configuration.
 func (n *Node) inConfiguration(id string) bool {
 	f := n.raft.GetConfiguration()
-	if f.Error() != nil {
+	if n.futureErr(f) != nil {
 		return false
 	}
 	for _, s := range f.Configuration().Servers {

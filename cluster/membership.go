@@ -63,7 +63,7 @@ func (n *Node) StateHash() ([]byte, uint64, error) {
 // members joins raft's configuration with the replicated member table.
 func (n *Node) members() ([]*conclavev1.Member, error) {
 	f := n.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
+	if err := n.futureErr(f); err != nil {
 		return nil, raftError(err)
 	}
 	_, leaderID := n.raft.LeaderWithID()
@@ -94,7 +94,7 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, grpcAddr string) ([]*conc
 		})
 	}
 	f := n.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
+	if err := n.futureErr(f); err != nil {
 		return nil, raftError(err)
 	}
 	known := false
@@ -109,7 +109,7 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, grpcAddr string) ([]*conc
 		}
 	}
 	if !known {
-		if err := n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(raftAddr), f.Index(), 0).Error(); err != nil {
+		if err := n.futureErr(n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(raftAddr), f.Index(), 0)); err != nil {
 			return nil, raftError(err)
 		}
 		n.log.Info("added non-voter", zap.String("member-id", id), zap.String("raft-addr", raftAddr))
@@ -133,7 +133,7 @@ func (n *Node) Remove(ctx context.Context, id string) ([]*conclavev1.Member, err
 		})
 	}
 	f := n.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
+	if err := n.futureErr(f); err != nil {
 		return nil, raftError(err)
 	}
 	known := false
@@ -153,7 +153,7 @@ func (n *Node) Remove(ctx context.Context, id string) ([]*conclavev1.Member, err
 			return nil, err
 		}
 	}
-	if err := n.raft.RemoveServer(raft.ServerID(id), 0, 0).Error(); err != nil {
+	if err := n.futureErr(n.raft.RemoveServer(raft.ServerID(id), 0, 0)); err != nil {
 		return nil, raftError(err)
 	}
 	if !self {
@@ -185,7 +185,7 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) (string, error
 	} else {
 		var addr raft.ServerAddress
 		cf := n.raft.GetConfiguration()
-		if err := cf.Error(); err != nil {
+		if err := n.futureErr(cf); err != nil {
 			return "", raftError(err)
 		}
 		for _, s := range cf.Configuration().Servers {
@@ -198,7 +198,7 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) (string, error
 		}
 		f = n.raft.LeadershipTransferToServer(raft.ServerID(id), addr)
 	}
-	if err := f.Error(); err != nil {
+	if err := n.futureErr(f); err != nil {
 		return "", raftError(err)
 	}
 	for {
@@ -214,7 +214,7 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) (string, error
 // Snapshot takes a raft snapshot on this node and returns the index it covers.
 func (n *Node) Snapshot(ctx context.Context) (uint64, error) {
 	f := n.raft.Snapshot()
-	err := f.Error()
+	err := n.futureErr(f)
 	if errors.Is(err, raft.ErrNothingNewToSnapshot) {
 		return strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64)
 	}

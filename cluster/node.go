@@ -29,7 +29,9 @@ type Node struct {
 	log     *zap.Logger
 	raft    *raft.Raft
 	machine *fsm.Machine
-	applied *appliedNotifier
+	applied *notifier // after each apply
+	// leadership is notified whenever raft reports this node gained or lost leadership.
+	leadership *notifier
 	store   *raftboltdb.BoltStore
 	trans   *raft.NetworkTransport
 
@@ -61,7 +63,8 @@ func New(cfg Config, log *zap.Logger) (*Node, error) {
 		cfg:        cfg,
 		log:        log,
 		machine:    fsm.New(),
-		applied:    newAppliedNotifier(),
+		applied:    newNotifier(),
+		leadership: newNotifier(),
 		conns:      newConnPool(),
 		shutdownCh: make(chan struct{}),
 	}

@@ -12,7 +12,7 @@ import (
 // raftFSM adapts fsm.Machine to raft.BatchingFSM and wakes readers waiting for an index.
 type raftFSM struct {
 	m       *fsm.Machine
-	applied *appliedNotifier
+	applied *notifier
 }
 
 var (
@@ -67,25 +67,25 @@ func (s *raftSnapshot) Persist(sink raft.SnapshotSink) error {
 
 func (s *raftSnapshot) Release() {}
 
-// appliedNotifier lets goroutines wait for the machine to reach an index without polling:
-// each notify closes the current channel and makes a new one.
-type appliedNotifier struct {
+// notifier lets goroutines wait for an event without polling (the machine applied an
+// entry, leadership changed): each notify closes the current channel and makes a new one.
+type notifier struct {
 	mu sync.Mutex
 	ch chan struct{}
 }
 
-func newAppliedNotifier() *appliedNotifier {
-	return &appliedNotifier{ch: make(chan struct{})}
+func newNotifier() *notifier {
+	return &notifier{ch: make(chan struct{})}
 }
 
 // wait returns a channel closed at the next notify.
-func (a *appliedNotifier) wait() <-chan struct{} {
+func (a *notifier) wait() <-chan struct{} {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.ch
 }
 
-func (a *appliedNotifier) notify() {
+func (a *notifier) notify() {
 	a.mu.Lock()
 	close(a.ch)
 	a.ch = make(chan struct{})

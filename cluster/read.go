@@ -124,7 +124,7 @@ func (n *Node) leaderReadRound() (ReadPoint, error) {
 		return ReadPoint{}, ErrNotReady
 	}
 	rp := ReadPoint{Index: r.CommitIndex(), Now: n.cfg.Clock().UnixNano()}
-	if err := r.VerifyLeader().Error(); err != nil {
+	if err := n.futureErr(r.VerifyLeader()); err != nil {
 		return ReadPoint{}, raftError(err)
 	}
 	if r.CurrentTerm() != term {
