@@ -32,8 +32,8 @@ type Node struct {
 	applied *notifier // after each apply
 	// leadership is notified whenever raft reports this node gained or lost leadership.
 	leadership *notifier
-	store   *raftboltdb.BoltStore
-	trans   *raft.NetworkTransport
+	store      *raftboltdb.BoltStore
+	trans      *raft.NetworkTransport
 
 	leaderReads   *batcher[struct{}, ReadPoint]
 	followerReads *batcher[struct{}, ReadPoint]
