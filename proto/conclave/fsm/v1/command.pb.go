@@ -175,6 +175,10 @@ type Command struct {
 	//	*Command_LockRelease
 	//	*Command_LockCancel
 	//	*Command_LockProclaim
+	//	*Command_RateLimitCheck
+	//	*Command_RateLimitRefund
+	//	*Command_PolicyPut
+	//	*Command_PolicyDelete
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -402,6 +406,42 @@ func (x *Command) GetLockProclaim() *LockProclaim {
 	return nil
 }
 
+func (x *Command) GetRateLimitCheck() *v1.CheckRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RateLimitCheck); ok {
+			return x.RateLimitCheck
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRateLimitRefund() *v1.RefundRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RateLimitRefund); ok {
+			return x.RateLimitRefund
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPolicyPut() *v1.PutPolicyRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PolicyPut); ok {
+			return x.PolicyPut
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPolicyDelete() *v1.DeletePolicyRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PolicyDelete); ok {
+			return x.PolicyDelete
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -482,6 +522,22 @@ type Command_LockProclaim struct {
 	LockProclaim *LockProclaim `protobuf:"bytes,28,opt,name=lock_proclaim,json=lockProclaim,proto3,oneof"`
 }
 
+type Command_RateLimitCheck struct {
+	RateLimitCheck *v1.CheckRequest `protobuf:"bytes,29,opt,name=rate_limit_check,json=rateLimitCheck,proto3,oneof"`
+}
+
+type Command_RateLimitRefund struct {
+	RateLimitRefund *v1.RefundRequest `protobuf:"bytes,30,opt,name=rate_limit_refund,json=rateLimitRefund,proto3,oneof"`
+}
+
+type Command_PolicyPut struct {
+	PolicyPut *v1.PutPolicyRequest `protobuf:"bytes,31,opt,name=policy_put,json=policyPut,proto3,oneof"`
+}
+
+type Command_PolicyDelete struct {
+	PolicyDelete *v1.DeletePolicyRequest `protobuf:"bytes,32,opt,name=policy_delete,json=policyDelete,proto3,oneof"`
+}
+
 func (*Command_LeaderStart) isCommand_Op() {}
 
 func (*Command_Set) isCommand_Op() {}
@@ -519,6 +575,14 @@ func (*Command_LockRelease) isCommand_Op() {}
 func (*Command_LockCancel) isCommand_Op() {}
 
 func (*Command_LockProclaim) isCommand_Op() {}
+
+func (*Command_RateLimitCheck) isCommand_Op() {}
+
+func (*Command_RateLimitRefund) isCommand_Op() {}
+
+func (*Command_PolicyPut) isCommand_Op() {}
+
+func (*Command_PolicyDelete) isCommand_Op() {}
 
 // LockHolder is one hold of a lock.
 type LockHolder struct {
@@ -1747,6 +1811,10 @@ type Result struct {
 	//	*Result_Txn
 	//	*Result_Session
 	//	*Result_Lock
+	//	*Result_RateLimitCheck
+	//	*Result_RateLimitRefund
+	//	*Result_PolicyPut
+	//	*Result_PolicyDelete
 	Value         isResult_Value `protobuf_oneof:"value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1875,6 +1943,42 @@ func (x *Result) GetLock() *LockResult {
 	return nil
 }
 
+func (x *Result) GetRateLimitCheck() *v1.CheckResponse {
+	if x != nil {
+		if x, ok := x.Value.(*Result_RateLimitCheck); ok {
+			return x.RateLimitCheck
+		}
+	}
+	return nil
+}
+
+func (x *Result) GetRateLimitRefund() *v1.RefundResponse {
+	if x != nil {
+		if x, ok := x.Value.(*Result_RateLimitRefund); ok {
+			return x.RateLimitRefund
+		}
+	}
+	return nil
+}
+
+func (x *Result) GetPolicyPut() *v1.PutPolicyResponse {
+	if x != nil {
+		if x, ok := x.Value.(*Result_PolicyPut); ok {
+			return x.PolicyPut
+		}
+	}
+	return nil
+}
+
+func (x *Result) GetPolicyDelete() *v1.DeletePolicyResponse {
+	if x != nil {
+		if x, ok := x.Value.(*Result_PolicyDelete); ok {
+			return x.PolicyDelete
+		}
+	}
+	return nil
+}
+
 type isResult_Value interface {
 	isResult_Value()
 }
@@ -1911,6 +2015,22 @@ type Result_Lock struct {
 	Lock *LockResult `protobuf:"bytes,17,opt,name=lock,proto3,oneof"`
 }
 
+type Result_RateLimitCheck struct {
+	RateLimitCheck *v1.CheckResponse `protobuf:"bytes,18,opt,name=rate_limit_check,json=rateLimitCheck,proto3,oneof"`
+}
+
+type Result_RateLimitRefund struct {
+	RateLimitRefund *v1.RefundResponse `protobuf:"bytes,19,opt,name=rate_limit_refund,json=rateLimitRefund,proto3,oneof"`
+}
+
+type Result_PolicyPut struct {
+	PolicyPut *v1.PutPolicyResponse `protobuf:"bytes,20,opt,name=policy_put,json=policyPut,proto3,oneof"`
+}
+
+type Result_PolicyDelete struct {
+	PolicyDelete *v1.DeletePolicyResponse `protobuf:"bytes,21,opt,name=policy_delete,json=policyDelete,proto3,oneof"`
+}
+
 func (*Result_Set) isResult_Value() {}
 
 func (*Result_MultiSet) isResult_Value() {}
@@ -1927,12 +2047,19 @@ func (*Result_Session) isResult_Value() {}
 
 func (*Result_Lock) isResult_Value() {}
 
+func (*Result_RateLimitCheck) isResult_Value() {}
+
+func (*Result_RateLimitRefund) isResult_Value() {}
+
+func (*Result_PolicyPut) isResult_Value() {}
+
+func (*Result_PolicyDelete) isResult_Value() {}
+
 var File_conclave_fsm_v1_command_proto protoreflect.FileDescriptor
 
 const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dconclave/fsm/v1/command.proto\x12\x0fconclave.fsm.v1\x1a\x14conclave/v1/kv.proto\"\xbd\n" +
-	"\n" +
+	"\x1dconclave/fsm/v1/command.proto\x12\x0fconclave.fsm.v1\x1a\x14conclave/v1/kv.proto\x1a\x1bconclave/v1/ratelimit.proto\"\xd7\f\n" +
 	"\aCommand\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12\x1d\n" +
 	"\n" +
@@ -1959,7 +2086,12 @@ const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"\flock_release\x18\x1a \x01(\v2\x1c.conclave.fsm.v1.LockReleaseH\x00R\vlockRelease\x12>\n" +
 	"\vlock_cancel\x18\x1b \x01(\v2\x1b.conclave.fsm.v1.LockCancelH\x00R\n" +
 	"lockCancel\x12D\n" +
-	"\rlock_proclaim\x18\x1c \x01(\v2\x1d.conclave.fsm.v1.LockProclaimH\x00R\flockProclaimB\x04\n" +
+	"\rlock_proclaim\x18\x1c \x01(\v2\x1d.conclave.fsm.v1.LockProclaimH\x00R\flockProclaim\x12E\n" +
+	"\x10rate_limit_check\x18\x1d \x01(\v2\x19.conclave.v1.CheckRequestH\x00R\x0erateLimitCheck\x12H\n" +
+	"\x11rate_limit_refund\x18\x1e \x01(\v2\x1a.conclave.v1.RefundRequestH\x00R\x0frateLimitRefund\x12>\n" +
+	"\n" +
+	"policy_put\x18\x1f \x01(\v2\x1d.conclave.v1.PutPolicyRequestH\x00R\tpolicyPut\x12G\n" +
+	"\rpolicy_delete\x18  \x01(\v2 .conclave.v1.DeletePolicyRequestH\x00R\fpolicyDeleteB\x04\n" +
 	"\x02op\"\xe4\x01\n" +
 	"\n" +
 	"LockHolder\x12\x1d\n" +
@@ -2045,7 +2177,7 @@ const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"\x05Error\x12.\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1a.conclave.fsm.v1.ErrorCodeR\x04code\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\x8c\x04\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xaa\x06\n" +
 	"\x06Result\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12,\n" +
 	"\x05error\x18\x02 \x01(\v2\x16.conclave.fsm.v1.ErrorR\x05error\x12,\n" +
@@ -2057,7 +2189,12 @@ const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"\x06expire\x18\x0e \x01(\v2\x1b.conclave.v1.ExpireResponseH\x00R\x06expire\x12,\n" +
 	"\x03txn\x18\x0f \x01(\v2\x18.conclave.v1.TxnResponseH\x00R\x03txn\x12:\n" +
 	"\asession\x18\x10 \x01(\v2\x1e.conclave.fsm.v1.SessionResultH\x00R\asession\x121\n" +
-	"\x04lock\x18\x11 \x01(\v2\x1b.conclave.fsm.v1.LockResultH\x00R\x04lockB\a\n" +
+	"\x04lock\x18\x11 \x01(\v2\x1b.conclave.fsm.v1.LockResultH\x00R\x04lock\x12F\n" +
+	"\x10rate_limit_check\x18\x12 \x01(\v2\x1a.conclave.v1.CheckResponseH\x00R\x0erateLimitCheck\x12I\n" +
+	"\x11rate_limit_refund\x18\x13 \x01(\v2\x1b.conclave.v1.RefundResponseH\x00R\x0frateLimitRefund\x12?\n" +
+	"\n" +
+	"policy_put\x18\x14 \x01(\v2\x1e.conclave.v1.PutPolicyResponseH\x00R\tpolicyPut\x12H\n" +
+	"\rpolicy_delete\x18\x15 \x01(\v2!.conclave.v1.DeletePolicyResponseH\x00R\fpolicyDeleteB\a\n" +
 	"\x05value*T\n" +
 	"\bLockMode\x12\x19\n" +
 	"\x15LOCK_MODE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -2089,42 +2226,50 @@ func file_conclave_fsm_v1_command_proto_rawDescGZIP() []byte {
 var file_conclave_fsm_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_conclave_fsm_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_conclave_fsm_v1_command_proto_goTypes = []any{
-	(LockMode)(0),                // 0: conclave.fsm.v1.LockMode
-	(ErrorCode)(0),               // 1: conclave.fsm.v1.ErrorCode
-	(*Command)(nil),              // 2: conclave.fsm.v1.Command
-	(*LockHolder)(nil),           // 3: conclave.fsm.v1.LockHolder
-	(*LockWaiter)(nil),           // 4: conclave.fsm.v1.LockWaiter
-	(*LockAcquire)(nil),          // 5: conclave.fsm.v1.LockAcquire
-	(*LockRelease)(nil),          // 6: conclave.fsm.v1.LockRelease
-	(*LockCancel)(nil),           // 7: conclave.fsm.v1.LockCancel
-	(*LockProclaim)(nil),         // 8: conclave.fsm.v1.LockProclaim
-	(*LockResult)(nil),           // 9: conclave.fsm.v1.LockResult
-	(*Attribute)(nil),            // 10: conclave.fsm.v1.Attribute
-	(*SessionCreate)(nil),        // 11: conclave.fsm.v1.SessionCreate
-	(*SessionRevoke)(nil),        // 12: conclave.fsm.v1.SessionRevoke
-	(*SessionRevokeByOwner)(nil), // 13: conclave.fsm.v1.SessionRevokeByOwner
-	(*SessionSetAttributes)(nil), // 14: conclave.fsm.v1.SessionSetAttributes
-	(*SessionExpire)(nil),        // 15: conclave.fsm.v1.SessionExpire
-	(*SessionResult)(nil),        // 16: conclave.fsm.v1.SessionResult
-	(*LeaderStart)(nil),          // 17: conclave.fsm.v1.LeaderStart
-	(*ExpireDue)(nil),            // 18: conclave.fsm.v1.ExpireDue
-	(*Member)(nil),               // 19: conclave.fsm.v1.Member
-	(*MemberPut)(nil),            // 20: conclave.fsm.v1.MemberPut
-	(*MemberRemove)(nil),         // 21: conclave.fsm.v1.MemberRemove
-	(*Error)(nil),                // 22: conclave.fsm.v1.Error
-	(*Result)(nil),               // 23: conclave.fsm.v1.Result
-	(*v1.SetRequest)(nil),        // 24: conclave.v1.SetRequest
-	(*v1.MultiSetRequest)(nil),   // 25: conclave.v1.MultiSetRequest
-	(*v1.DeleteRequest)(nil),     // 26: conclave.v1.DeleteRequest
-	(*v1.IncrementRequest)(nil),  // 27: conclave.v1.IncrementRequest
-	(*v1.ExpireRequest)(nil),     // 28: conclave.v1.ExpireRequest
-	(*v1.TxnRequest)(nil),        // 29: conclave.v1.TxnRequest
-	(*v1.SetResponse)(nil),       // 30: conclave.v1.SetResponse
-	(*v1.MultiSetResponse)(nil),  // 31: conclave.v1.MultiSetResponse
-	(*v1.DeleteResponse)(nil),    // 32: conclave.v1.DeleteResponse
-	(*v1.IncrementResponse)(nil), // 33: conclave.v1.IncrementResponse
-	(*v1.ExpireResponse)(nil),    // 34: conclave.v1.ExpireResponse
-	(*v1.TxnResponse)(nil),       // 35: conclave.v1.TxnResponse
+	(LockMode)(0),                   // 0: conclave.fsm.v1.LockMode
+	(ErrorCode)(0),                  // 1: conclave.fsm.v1.ErrorCode
+	(*Command)(nil),                 // 2: conclave.fsm.v1.Command
+	(*LockHolder)(nil),              // 3: conclave.fsm.v1.LockHolder
+	(*LockWaiter)(nil),              // 4: conclave.fsm.v1.LockWaiter
+	(*LockAcquire)(nil),             // 5: conclave.fsm.v1.LockAcquire
+	(*LockRelease)(nil),             // 6: conclave.fsm.v1.LockRelease
+	(*LockCancel)(nil),              // 7: conclave.fsm.v1.LockCancel
+	(*LockProclaim)(nil),            // 8: conclave.fsm.v1.LockProclaim
+	(*LockResult)(nil),              // 9: conclave.fsm.v1.LockResult
+	(*Attribute)(nil),               // 10: conclave.fsm.v1.Attribute
+	(*SessionCreate)(nil),           // 11: conclave.fsm.v1.SessionCreate
+	(*SessionRevoke)(nil),           // 12: conclave.fsm.v1.SessionRevoke
+	(*SessionRevokeByOwner)(nil),    // 13: conclave.fsm.v1.SessionRevokeByOwner
+	(*SessionSetAttributes)(nil),    // 14: conclave.fsm.v1.SessionSetAttributes
+	(*SessionExpire)(nil),           // 15: conclave.fsm.v1.SessionExpire
+	(*SessionResult)(nil),           // 16: conclave.fsm.v1.SessionResult
+	(*LeaderStart)(nil),             // 17: conclave.fsm.v1.LeaderStart
+	(*ExpireDue)(nil),               // 18: conclave.fsm.v1.ExpireDue
+	(*Member)(nil),                  // 19: conclave.fsm.v1.Member
+	(*MemberPut)(nil),               // 20: conclave.fsm.v1.MemberPut
+	(*MemberRemove)(nil),            // 21: conclave.fsm.v1.MemberRemove
+	(*Error)(nil),                   // 22: conclave.fsm.v1.Error
+	(*Result)(nil),                  // 23: conclave.fsm.v1.Result
+	(*v1.SetRequest)(nil),           // 24: conclave.v1.SetRequest
+	(*v1.MultiSetRequest)(nil),      // 25: conclave.v1.MultiSetRequest
+	(*v1.DeleteRequest)(nil),        // 26: conclave.v1.DeleteRequest
+	(*v1.IncrementRequest)(nil),     // 27: conclave.v1.IncrementRequest
+	(*v1.ExpireRequest)(nil),        // 28: conclave.v1.ExpireRequest
+	(*v1.TxnRequest)(nil),           // 29: conclave.v1.TxnRequest
+	(*v1.CheckRequest)(nil),         // 30: conclave.v1.CheckRequest
+	(*v1.RefundRequest)(nil),        // 31: conclave.v1.RefundRequest
+	(*v1.PutPolicyRequest)(nil),     // 32: conclave.v1.PutPolicyRequest
+	(*v1.DeletePolicyRequest)(nil),  // 33: conclave.v1.DeletePolicyRequest
+	(*v1.SetResponse)(nil),          // 34: conclave.v1.SetResponse
+	(*v1.MultiSetResponse)(nil),     // 35: conclave.v1.MultiSetResponse
+	(*v1.DeleteResponse)(nil),       // 36: conclave.v1.DeleteResponse
+	(*v1.IncrementResponse)(nil),    // 37: conclave.v1.IncrementResponse
+	(*v1.ExpireResponse)(nil),       // 38: conclave.v1.ExpireResponse
+	(*v1.TxnResponse)(nil),          // 39: conclave.v1.TxnResponse
+	(*v1.CheckResponse)(nil),        // 40: conclave.v1.CheckResponse
+	(*v1.RefundResponse)(nil),       // 41: conclave.v1.RefundResponse
+	(*v1.PutPolicyResponse)(nil),    // 42: conclave.v1.PutPolicyResponse
+	(*v1.DeletePolicyResponse)(nil), // 43: conclave.v1.DeletePolicyResponse
 }
 var file_conclave_fsm_v1_command_proto_depIdxs = []int32{
 	17, // 0: conclave.fsm.v1.Command.leader_start:type_name -> conclave.fsm.v1.LeaderStart
@@ -2146,29 +2291,37 @@ var file_conclave_fsm_v1_command_proto_depIdxs = []int32{
 	6,  // 16: conclave.fsm.v1.Command.lock_release:type_name -> conclave.fsm.v1.LockRelease
 	7,  // 17: conclave.fsm.v1.Command.lock_cancel:type_name -> conclave.fsm.v1.LockCancel
 	8,  // 18: conclave.fsm.v1.Command.lock_proclaim:type_name -> conclave.fsm.v1.LockProclaim
-	0,  // 19: conclave.fsm.v1.LockHolder.mode:type_name -> conclave.fsm.v1.LockMode
-	0,  // 20: conclave.fsm.v1.LockWaiter.mode:type_name -> conclave.fsm.v1.LockMode
-	0,  // 21: conclave.fsm.v1.LockAcquire.mode:type_name -> conclave.fsm.v1.LockMode
-	3,  // 22: conclave.fsm.v1.LockResult.holder:type_name -> conclave.fsm.v1.LockHolder
-	10, // 23: conclave.fsm.v1.SessionCreate.attributes:type_name -> conclave.fsm.v1.Attribute
-	10, // 24: conclave.fsm.v1.SessionSetAttributes.set:type_name -> conclave.fsm.v1.Attribute
-	19, // 25: conclave.fsm.v1.LeaderStart.member:type_name -> conclave.fsm.v1.Member
-	19, // 26: conclave.fsm.v1.MemberPut.member:type_name -> conclave.fsm.v1.Member
-	1,  // 27: conclave.fsm.v1.Error.code:type_name -> conclave.fsm.v1.ErrorCode
-	22, // 28: conclave.fsm.v1.Result.error:type_name -> conclave.fsm.v1.Error
-	30, // 29: conclave.fsm.v1.Result.set:type_name -> conclave.v1.SetResponse
-	31, // 30: conclave.fsm.v1.Result.multi_set:type_name -> conclave.v1.MultiSetResponse
-	32, // 31: conclave.fsm.v1.Result.delete:type_name -> conclave.v1.DeleteResponse
-	33, // 32: conclave.fsm.v1.Result.increment:type_name -> conclave.v1.IncrementResponse
-	34, // 33: conclave.fsm.v1.Result.expire:type_name -> conclave.v1.ExpireResponse
-	35, // 34: conclave.fsm.v1.Result.txn:type_name -> conclave.v1.TxnResponse
-	16, // 35: conclave.fsm.v1.Result.session:type_name -> conclave.fsm.v1.SessionResult
-	9,  // 36: conclave.fsm.v1.Result.lock:type_name -> conclave.fsm.v1.LockResult
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	30, // 19: conclave.fsm.v1.Command.rate_limit_check:type_name -> conclave.v1.CheckRequest
+	31, // 20: conclave.fsm.v1.Command.rate_limit_refund:type_name -> conclave.v1.RefundRequest
+	32, // 21: conclave.fsm.v1.Command.policy_put:type_name -> conclave.v1.PutPolicyRequest
+	33, // 22: conclave.fsm.v1.Command.policy_delete:type_name -> conclave.v1.DeletePolicyRequest
+	0,  // 23: conclave.fsm.v1.LockHolder.mode:type_name -> conclave.fsm.v1.LockMode
+	0,  // 24: conclave.fsm.v1.LockWaiter.mode:type_name -> conclave.fsm.v1.LockMode
+	0,  // 25: conclave.fsm.v1.LockAcquire.mode:type_name -> conclave.fsm.v1.LockMode
+	3,  // 26: conclave.fsm.v1.LockResult.holder:type_name -> conclave.fsm.v1.LockHolder
+	10, // 27: conclave.fsm.v1.SessionCreate.attributes:type_name -> conclave.fsm.v1.Attribute
+	10, // 28: conclave.fsm.v1.SessionSetAttributes.set:type_name -> conclave.fsm.v1.Attribute
+	19, // 29: conclave.fsm.v1.LeaderStart.member:type_name -> conclave.fsm.v1.Member
+	19, // 30: conclave.fsm.v1.MemberPut.member:type_name -> conclave.fsm.v1.Member
+	1,  // 31: conclave.fsm.v1.Error.code:type_name -> conclave.fsm.v1.ErrorCode
+	22, // 32: conclave.fsm.v1.Result.error:type_name -> conclave.fsm.v1.Error
+	34, // 33: conclave.fsm.v1.Result.set:type_name -> conclave.v1.SetResponse
+	35, // 34: conclave.fsm.v1.Result.multi_set:type_name -> conclave.v1.MultiSetResponse
+	36, // 35: conclave.fsm.v1.Result.delete:type_name -> conclave.v1.DeleteResponse
+	37, // 36: conclave.fsm.v1.Result.increment:type_name -> conclave.v1.IncrementResponse
+	38, // 37: conclave.fsm.v1.Result.expire:type_name -> conclave.v1.ExpireResponse
+	39, // 38: conclave.fsm.v1.Result.txn:type_name -> conclave.v1.TxnResponse
+	16, // 39: conclave.fsm.v1.Result.session:type_name -> conclave.fsm.v1.SessionResult
+	9,  // 40: conclave.fsm.v1.Result.lock:type_name -> conclave.fsm.v1.LockResult
+	40, // 41: conclave.fsm.v1.Result.rate_limit_check:type_name -> conclave.v1.CheckResponse
+	41, // 42: conclave.fsm.v1.Result.rate_limit_refund:type_name -> conclave.v1.RefundResponse
+	42, // 43: conclave.fsm.v1.Result.policy_put:type_name -> conclave.v1.PutPolicyResponse
+	43, // 44: conclave.fsm.v1.Result.policy_delete:type_name -> conclave.v1.DeletePolicyResponse
+	45, // [45:45] is the sub-list for method output_type
+	45, // [45:45] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_conclave_fsm_v1_command_proto_init() }
@@ -2196,6 +2349,10 @@ func file_conclave_fsm_v1_command_proto_init() {
 		(*Command_LockRelease)(nil),
 		(*Command_LockCancel)(nil),
 		(*Command_LockProclaim)(nil),
+		(*Command_RateLimitCheck)(nil),
+		(*Command_RateLimitRefund)(nil),
+		(*Command_PolicyPut)(nil),
+		(*Command_PolicyDelete)(nil),
 	}
 	file_conclave_fsm_v1_command_proto_msgTypes[21].OneofWrappers = []any{
 		(*Result_Set)(nil),
@@ -2206,6 +2363,10 @@ func file_conclave_fsm_v1_command_proto_init() {
 		(*Result_Txn)(nil),
 		(*Result_Session)(nil),
 		(*Result_Lock)(nil),
+		(*Result_RateLimitCheck)(nil),
+		(*Result_RateLimitRefund)(nil),
+		(*Result_PolicyPut)(nil),
+		(*Result_PolicyDelete)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

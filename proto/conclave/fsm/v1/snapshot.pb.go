@@ -7,6 +7,7 @@
 package fsmv1
 
 import (
+	v1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -358,6 +359,8 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Dedup
 	//	*SnapshotRecord_Session
 	//	*SnapshotRecord_Lock
+	//	*SnapshotRecord_Policy
+	//	*SnapshotRecord_Limiter
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -445,6 +448,24 @@ func (x *SnapshotRecord) GetLock() *LockRecord {
 	return nil
 }
 
+func (x *SnapshotRecord) GetPolicy() *v1.RateLimitPolicy {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Policy); ok {
+			return x.Policy
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetLimiter() *LimiterRecord {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Limiter); ok {
+			return x.Limiter
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -469,6 +490,14 @@ type SnapshotRecord_Lock struct {
 	Lock *LockRecord `protobuf:"bytes,5,opt,name=lock,proto3,oneof"`
 }
 
+type SnapshotRecord_Policy struct {
+	Policy *v1.RateLimitPolicy `protobuf:"bytes,6,opt,name=policy,proto3,oneof"`
+}
+
+type SnapshotRecord_Limiter struct {
+	Limiter *LimiterRecord `protobuf:"bytes,7,opt,name=limiter,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Entry) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Member) isSnapshotRecord_Record() {}
@@ -478,6 +507,223 @@ func (*SnapshotRecord_Dedup) isSnapshotRecord_Record() {}
 func (*SnapshotRecord_Session) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Lock) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_Policy) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_Limiter) isSnapshotRecord_Record() {}
+
+// LimiterRecord is one rate limiter's state. It is deleted when idle (expires_at_unix_nano
+// passed: the limiter is back to full), so memory is bounded by live keys.
+type LimiterRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// policy is the policy the state was made under; a Check under another policy (another
+	// algorithm, limit, period or burst) starts the key afresh.
+	Policy            *v1.RateLimitPolicy `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	ExpiresAtUnixNano int64               `protobuf:"varint,3,opt,name=expires_at_unix_nano,json=expiresAtUnixNano,proto3" json:"expires_at_unix_nano,omitempty"`
+	// GCRA: the theoretical arrival time.
+	TatUnixNano int64 `protobuf:"varint,4,opt,name=tat_unix_nano,json=tatUnixNano,proto3" json:"tat_unix_nano,omitempty"`
+	// FIXED_WINDOW: the window's start and the hits counted in it.
+	WindowStartUnixNano int64  `protobuf:"varint,5,opt,name=window_start_unix_nano,json=windowStartUnixNano,proto3" json:"window_start_unix_nano,omitempty"`
+	Count               uint64 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	// SLIDING_WINDOW: admissions in the last period, oldest first.
+	Hits []*LimiterHit `protobuf:"bytes,7,rep,name=hits,proto3" json:"hits,omitempty"`
+	// CONCURRENCY: slots held.
+	Slots         []*LimiterSlot `protobuf:"bytes,8,rep,name=slots,proto3" json:"slots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LimiterRecord) Reset() {
+	*x = LimiterRecord{}
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LimiterRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LimiterRecord) ProtoMessage() {}
+
+func (x *LimiterRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LimiterRecord.ProtoReflect.Descriptor instead.
+func (*LimiterRecord) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *LimiterRecord) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *LimiterRecord) GetPolicy() *v1.RateLimitPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *LimiterRecord) GetExpiresAtUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresAtUnixNano
+	}
+	return 0
+}
+
+func (x *LimiterRecord) GetTatUnixNano() int64 {
+	if x != nil {
+		return x.TatUnixNano
+	}
+	return 0
+}
+
+func (x *LimiterRecord) GetWindowStartUnixNano() int64 {
+	if x != nil {
+		return x.WindowStartUnixNano
+	}
+	return 0
+}
+
+func (x *LimiterRecord) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *LimiterRecord) GetHits() []*LimiterHit {
+	if x != nil {
+		return x.Hits
+	}
+	return nil
+}
+
+func (x *LimiterRecord) GetSlots() []*LimiterSlot {
+	if x != nil {
+		return x.Slots
+	}
+	return nil
+}
+
+type LimiterHit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AtUnixNano    int64                  `protobuf:"varint,1,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	Cost          uint64                 `protobuf:"varint,2,opt,name=cost,proto3" json:"cost,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LimiterHit) Reset() {
+	*x = LimiterHit{}
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LimiterHit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LimiterHit) ProtoMessage() {}
+
+func (x *LimiterHit) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LimiterHit.ProtoReflect.Descriptor instead.
+func (*LimiterHit) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LimiterHit) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
+}
+
+func (x *LimiterHit) GetCost() uint64 {
+	if x != nil {
+		return x.Cost
+	}
+	return 0
+}
+
+type LimiterSlot struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is unique forever: (raft index of the acquiring Check) << 16 | i, i < its cost.
+	Id                uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	ExpiresAtUnixNano int64  `protobuf:"varint,2,opt,name=expires_at_unix_nano,json=expiresAtUnixNano,proto3" json:"expires_at_unix_nano,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *LimiterSlot) Reset() {
+	*x = LimiterSlot{}
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LimiterSlot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LimiterSlot) ProtoMessage() {}
+
+func (x *LimiterSlot) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LimiterSlot.ProtoReflect.Descriptor instead.
+func (*LimiterSlot) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *LimiterSlot) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LimiterSlot) GetExpiresAtUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresAtUnixNano
+	}
+	return 0
+}
 
 // LockRecord is one lock with holders or waiters.
 type LockRecord struct {
@@ -495,7 +741,7 @@ type LockRecord struct {
 
 func (x *LockRecord) Reset() {
 	*x = LockRecord{}
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[5]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -507,7 +753,7 @@ func (x *LockRecord) String() string {
 func (*LockRecord) ProtoMessage() {}
 
 func (x *LockRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[5]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -520,7 +766,7 @@ func (x *LockRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockRecord.ProtoReflect.Descriptor instead.
 func (*LockRecord) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{5}
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LockRecord) GetName() string {
@@ -562,7 +808,7 @@ var File_conclave_fsm_v1_snapshot_proto protoreflect.FileDescriptor
 
 const file_conclave_fsm_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
-	"\x1econclave/fsm/v1/snapshot.proto\x12\x0fconclave.fsm.v1\x1a\x1dconclave/fsm/v1/command.proto\"\xae\x01\n" +
+	"\x1econclave/fsm/v1/snapshot.proto\x12\x0fconclave.fsm.v1\x1a\x1dconclave/fsm/v1/command.proto\x1a\x1bconclave/v1/ratelimit.proto\"\xae\x01\n" +
 	"\fSnapshotMeta\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12#\n" +
 	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x12&\n" +
@@ -593,14 +839,33 @@ const file_conclave_fsm_v1_snapshot_proto_rawDesc = "" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12 \n" +
 	"\fat_unix_nano\x18\x02 \x01(\x03R\n" +
 	"atUnixNano\x12/\n" +
-	"\x06result\x18\x03 \x01(\v2\x17.conclave.fsm.v1.ResultR\x06result\"\xa2\x02\n" +
+	"\x06result\x18\x03 \x01(\v2\x17.conclave.fsm.v1.ResultR\x06result\"\x96\x03\n" +
 	"\x0eSnapshotRecord\x12.\n" +
 	"\x05entry\x18\x01 \x01(\v2\x16.conclave.fsm.v1.EntryH\x00R\x05entry\x121\n" +
 	"\x06member\x18\x02 \x01(\v2\x17.conclave.fsm.v1.MemberH\x00R\x06member\x124\n" +
 	"\x05dedup\x18\x03 \x01(\v2\x1c.conclave.fsm.v1.DedupRecordH\x00R\x05dedup\x12:\n" +
 	"\asession\x18\x04 \x01(\v2\x1e.conclave.fsm.v1.SessionRecordH\x00R\asession\x121\n" +
-	"\x04lock\x18\x05 \x01(\v2\x1b.conclave.fsm.v1.LockRecordH\x00R\x04lockB\b\n" +
-	"\x06record\"\xd7\x01\n" +
+	"\x04lock\x18\x05 \x01(\v2\x1b.conclave.fsm.v1.LockRecordH\x00R\x04lock\x126\n" +
+	"\x06policy\x18\x06 \x01(\v2\x1c.conclave.v1.RateLimitPolicyH\x00R\x06policy\x12:\n" +
+	"\alimiter\x18\a \x01(\v2\x1e.conclave.fsm.v1.LimiterRecordH\x00R\alimiterB\b\n" +
+	"\x06record\"\xdc\x02\n" +
+	"\rLimiterRecord\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x124\n" +
+	"\x06policy\x18\x02 \x01(\v2\x1c.conclave.v1.RateLimitPolicyR\x06policy\x12/\n" +
+	"\x14expires_at_unix_nano\x18\x03 \x01(\x03R\x11expiresAtUnixNano\x12\"\n" +
+	"\rtat_unix_nano\x18\x04 \x01(\x03R\vtatUnixNano\x123\n" +
+	"\x16window_start_unix_nano\x18\x05 \x01(\x03R\x13windowStartUnixNano\x12\x14\n" +
+	"\x05count\x18\x06 \x01(\x04R\x05count\x12/\n" +
+	"\x04hits\x18\a \x03(\v2\x1b.conclave.fsm.v1.LimiterHitR\x04hits\x122\n" +
+	"\x05slots\x18\b \x03(\v2\x1c.conclave.fsm.v1.LimiterSlotR\x05slots\"B\n" +
+	"\n" +
+	"LimiterHit\x12 \n" +
+	"\fat_unix_nano\x18\x01 \x01(\x03R\n" +
+	"atUnixNano\x12\x12\n" +
+	"\x04cost\x18\x02 \x01(\x04R\x04cost\"N\n" +
+	"\vLimiterSlot\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12/\n" +
+	"\x14expires_at_unix_nano\x18\x02 \x01(\x03R\x11expiresAtUnixNano\"\xd7\x01\n" +
 	"\n" +
 	"LockRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
@@ -621,35 +886,44 @@ func file_conclave_fsm_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_conclave_fsm_v1_snapshot_proto_rawDescData
 }
 
-var file_conclave_fsm_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_conclave_fsm_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_conclave_fsm_v1_snapshot_proto_goTypes = []any{
-	(*SnapshotMeta)(nil),   // 0: conclave.fsm.v1.SnapshotMeta
-	(*Entry)(nil),          // 1: conclave.fsm.v1.Entry
-	(*SessionRecord)(nil),  // 2: conclave.fsm.v1.SessionRecord
-	(*DedupRecord)(nil),    // 3: conclave.fsm.v1.DedupRecord
-	(*SnapshotRecord)(nil), // 4: conclave.fsm.v1.SnapshotRecord
-	(*LockRecord)(nil),     // 5: conclave.fsm.v1.LockRecord
-	(*Attribute)(nil),      // 6: conclave.fsm.v1.Attribute
-	(*Result)(nil),         // 7: conclave.fsm.v1.Result
-	(*Member)(nil),         // 8: conclave.fsm.v1.Member
-	(*LockHolder)(nil),     // 9: conclave.fsm.v1.LockHolder
-	(*LockWaiter)(nil),     // 10: conclave.fsm.v1.LockWaiter
+	(*SnapshotMeta)(nil),       // 0: conclave.fsm.v1.SnapshotMeta
+	(*Entry)(nil),              // 1: conclave.fsm.v1.Entry
+	(*SessionRecord)(nil),      // 2: conclave.fsm.v1.SessionRecord
+	(*DedupRecord)(nil),        // 3: conclave.fsm.v1.DedupRecord
+	(*SnapshotRecord)(nil),     // 4: conclave.fsm.v1.SnapshotRecord
+	(*LimiterRecord)(nil),      // 5: conclave.fsm.v1.LimiterRecord
+	(*LimiterHit)(nil),         // 6: conclave.fsm.v1.LimiterHit
+	(*LimiterSlot)(nil),        // 7: conclave.fsm.v1.LimiterSlot
+	(*LockRecord)(nil),         // 8: conclave.fsm.v1.LockRecord
+	(*Attribute)(nil),          // 9: conclave.fsm.v1.Attribute
+	(*Result)(nil),             // 10: conclave.fsm.v1.Result
+	(*Member)(nil),             // 11: conclave.fsm.v1.Member
+	(*v1.RateLimitPolicy)(nil), // 12: conclave.v1.RateLimitPolicy
+	(*LockHolder)(nil),         // 13: conclave.fsm.v1.LockHolder
+	(*LockWaiter)(nil),         // 14: conclave.fsm.v1.LockWaiter
 }
 var file_conclave_fsm_v1_snapshot_proto_depIdxs = []int32{
-	6,  // 0: conclave.fsm.v1.SessionRecord.attributes:type_name -> conclave.fsm.v1.Attribute
-	7,  // 1: conclave.fsm.v1.DedupRecord.result:type_name -> conclave.fsm.v1.Result
+	9,  // 0: conclave.fsm.v1.SessionRecord.attributes:type_name -> conclave.fsm.v1.Attribute
+	10, // 1: conclave.fsm.v1.DedupRecord.result:type_name -> conclave.fsm.v1.Result
 	1,  // 2: conclave.fsm.v1.SnapshotRecord.entry:type_name -> conclave.fsm.v1.Entry
-	8,  // 3: conclave.fsm.v1.SnapshotRecord.member:type_name -> conclave.fsm.v1.Member
+	11, // 3: conclave.fsm.v1.SnapshotRecord.member:type_name -> conclave.fsm.v1.Member
 	3,  // 4: conclave.fsm.v1.SnapshotRecord.dedup:type_name -> conclave.fsm.v1.DedupRecord
 	2,  // 5: conclave.fsm.v1.SnapshotRecord.session:type_name -> conclave.fsm.v1.SessionRecord
-	5,  // 6: conclave.fsm.v1.SnapshotRecord.lock:type_name -> conclave.fsm.v1.LockRecord
-	9,  // 7: conclave.fsm.v1.LockRecord.holders:type_name -> conclave.fsm.v1.LockHolder
-	10, // 8: conclave.fsm.v1.LockRecord.waiters:type_name -> conclave.fsm.v1.LockWaiter
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	8,  // 6: conclave.fsm.v1.SnapshotRecord.lock:type_name -> conclave.fsm.v1.LockRecord
+	12, // 7: conclave.fsm.v1.SnapshotRecord.policy:type_name -> conclave.v1.RateLimitPolicy
+	5,  // 8: conclave.fsm.v1.SnapshotRecord.limiter:type_name -> conclave.fsm.v1.LimiterRecord
+	12, // 9: conclave.fsm.v1.LimiterRecord.policy:type_name -> conclave.v1.RateLimitPolicy
+	6,  // 10: conclave.fsm.v1.LimiterRecord.hits:type_name -> conclave.fsm.v1.LimiterHit
+	7,  // 11: conclave.fsm.v1.LimiterRecord.slots:type_name -> conclave.fsm.v1.LimiterSlot
+	13, // 12: conclave.fsm.v1.LockRecord.holders:type_name -> conclave.fsm.v1.LockHolder
+	14, // 13: conclave.fsm.v1.LockRecord.waiters:type_name -> conclave.fsm.v1.LockWaiter
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_conclave_fsm_v1_snapshot_proto_init() }
@@ -664,6 +938,8 @@ func file_conclave_fsm_v1_snapshot_proto_init() {
 		(*SnapshotRecord_Dedup)(nil),
 		(*SnapshotRecord_Session)(nil),
 		(*SnapshotRecord_Lock)(nil),
+		(*SnapshotRecord_Policy)(nil),
+		(*SnapshotRecord_Limiter)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -671,7 +947,7 @@ func file_conclave_fsm_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_conclave_fsm_v1_snapshot_proto_rawDesc), len(file_conclave_fsm_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
