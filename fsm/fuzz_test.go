@@ -18,8 +18,10 @@ const fuzzIndex = 100
 
 // fuzzBase is the machine every fuzzed command is applied to: a leader term, members,
 // live keys with and without TTL, an integer, MaxInt64, an expired key not yet deleted,
-// two remembered request ids ("r1" succeeded, "r2" failed), and session 11 of owner "u1"
-// with the key "s" attached.
+// two remembered request ids ("r1" succeeded, "r2" failed), session 11 of owner "u1"
+// with the key "s" attached, the rate-limit policy "api" (GCRA 5/s) and a limiter of
+// each algorithm: "g" (by "api"), "sw", "fw" and "cc" (one slot, id 14<<16), made at
+// index 14.
 func fuzzBase() *fsm.Machine {
 	m := fsm.New()
 	cmds := []*fsmv1.Command{
@@ -35,6 +37,9 @@ func fuzzBase() *fsm.Machine {
 		cmd(t0+s, nil),
 		cmd(t0+s, &fsmv1.SessionCreate{Owner: "u1", TtlMs: 10_000, Attributes: []*fsmv1.Attribute{{Name: "app", Value: []byte("web")}}}),
 		cmd(t0+s, &conclavev1.SetRequest{Key: []byte("s"), Value: []byte("1"), SessionId: 11}),
+		cmd(t0+s, putPolicy(named(gcra(5, 1000, 0), "api"))),
+		cmd(t0+s, check(byName("g", 2, "api"), inline("sw", 1, policy(algSliding, 3, 1000)),
+			inline("fw", 1, policy(algFixed, 3, 1000)), inline("cc", 1, policy(algConcurrency, 2, 1000)))),
 	}
 	cmds[7].RequestId = "r1"
 	cmds[8].RequestId = "r2"
@@ -88,6 +93,21 @@ func fuzzSeeds() []*fsmv1.Command {
 		cmd(t0+2*s, &fsmv1.SessionExpire{Ids: []uint64{11, 12, 11}}),
 		cmd(t0+2*s, &conclavev1.SetRequest{Key: []byte("a"), Value: []byte("2"), SessionId: 11}),
 		cmd(t0+2*s, incr("s", 1)),
+		cmd(t0+s+10*ms, check(byName("g", 3, "api"), byName("new", 1, "api"))),
+		cmd(t0+s+10*ms, check(byName("g", 4, "api"), inline("sw", 1, policy(algSliding, 3, 1000)))),
+		cmd(t0+s+10*ms, &conclavev1.CheckRequest{Keys: []*conclavev1.RateLimitKey{byName("g", 4, "api"), inline("fw", 2, policy(algFixed, 3, 1000))}, Partial: true}),
+		cmd(t0+s+10*ms, check(inline("cc", 2, policy(algConcurrency, 2, 1000)), inline("sw", 1, shadowed(policy(algSliding, 1, 1000))))),
+		cmd(t0+s+10*ms, check(byName("x", 1, "missing"))),
+		cmd(t0+s+10*ms, check(inline("g", math.MaxUint64, gcra(1, 1, 0)), inline("g", 1, gcra(1, 1, 0)))),
+		cmd(math.MaxInt64, check(byName("g", 1, "api"), inline("sw", 1, policy(algSliding, 3, 1000)),
+			inline("fw", 1, policy(algFixed, 3, fsm.MaxPolicyPeriodMs)), inline("cc", 1, policy(algConcurrency, 2, 1000)))),
+		cmd(t0+s+10*ms, &conclavev1.RefundRequest{Keys: []*conclavev1.RateLimitKey{
+			{Key: "cc", Limit: &conclavev1.RateLimitKey_Inline{Inline: policy(algConcurrency, 2, 1000)}, Slots: []uint64{14 << 16, 7}},
+			byName("g", math.MaxUint64, "api"), inline("sw", 1, policy(algSliding, 3, 1000))}}),
+		cmd(t0+s+10*ms, putPolicy(named(policy(algSliding, 1, 10), "api"))),
+		cmd(t0+s+10*ms, putPolicy(named(gcra(math.MaxUint64, 1, 0), "bad"))),
+		cmd(t0+s+10*ms, &conclavev1.DeletePolicyRequest{Name: "api"}),
+		cmd(t0+5*s, &fsmv1.ExpireDue{Limit: 2}),
 	}
 }
 
@@ -167,6 +187,21 @@ func FuzzApply(f *testing.F) {
 				}
 				if ttl, found := v.TTL(e.GetKey()); !found || ttl == 0 || ttl < -1 {
 					t.Fatalf("TTL(%q) = %d, %v for a live key", e.GetKey(), ttl, found)
+				}
+			}
+			limiters, more := v.Limiters("", "", -1)
+			if more || len(limiters) > v.LimiterCount() {
+				t.Fatalf("Limiters lists %d (more %v), LimiterCount = %d", len(limiters), more, v.LimiterCount())
+			}
+			for _, l := range limiters {
+				p := l.GetPolicy()
+				if l.GetKey() == "" || l.GetExpiresAtUnixNano() <= at || fsm.ValidatePolicy(p) != nil {
+					t.Fatalf("malformed limiter %v", l)
+				}
+				// A Peek of the limiter under its own policy reads its state.
+				peek, err := v.PeekRateLimit(&conclavev1.PeekRequest{Keys: []*conclavev1.RateLimitKey{inline(l.GetKey(), 1, p)}})
+				if err != nil || peek.GetVerdicts()[0].GetLimit() != p.GetLimit() || peek.GetVerdicts()[0].GetResetAfterMs() <= 0 {
+					t.Fatalf("Peek of limiter %v: %v, %v", l, peek, err)
 				}
 			}
 			sessions, more := v.SessionsByOwner("", 0, -1)

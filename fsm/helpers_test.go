@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/conclave-dev/conclave/fsm"
@@ -65,6 +66,14 @@ func cmd(now int64, op proto.Message) *fsmv1.Command {
 		c.Op = &fsmv1.Command_LockCancel{LockCancel: o}
 	case *fsmv1.LockProclaim:
 		c.Op = &fsmv1.Command_LockProclaim{LockProclaim: o}
+	case *conclavev1.CheckRequest:
+		c.Op = &fsmv1.Command_RateLimitCheck{RateLimitCheck: o}
+	case *conclavev1.RefundRequest:
+		c.Op = &fsmv1.Command_RateLimitRefund{RateLimitRefund: o}
+	case *conclavev1.PutPolicyRequest:
+		c.Op = &fsmv1.Command_PolicyPut{PolicyPut: o}
+	case *conclavev1.DeletePolicyRequest:
+		c.Op = &fsmv1.Command_PolicyDelete{PolicyDelete: o}
 	default:
 		panic(fmt.Sprintf("cmd: unsupported op %T", op))
 	}
@@ -161,8 +170,9 @@ func wantKV(t *testing.T, m *fsm.Machine, now int64, key string, want *conclavev
 }
 
 // dump renders everything a reader can observe at time at, plus the stored key count
-// and the next deadline (which include expired keys not yet deleted), and every session
-// with its attributes and attached keys.
+// and the next deadline (which include expired keys not yet deleted), every session
+// with its attributes and attached keys, the rate-limit policies, and the limiters not
+// back to full with the stored limiter count (which includes idle ones not yet deleted).
 func dump(m *fsm.Machine, at int64) string {
 	var b strings.Builder
 	m.Read(at, func(v *fsm.View) {
@@ -187,10 +197,22 @@ func dump(m *fsm.Machine, at int64) string {
 				fmt.Fprintf(&b, "  attr %q=%q\n", a.GetName(), a.GetValue())
 			}
 		}
+		policies, _ := v.Policies("", "", -1)
+		for _, p := range policies {
+			fmt.Fprintf(&b, "policy %v\n", text(p))
+		}
+		limiters, _ := v.Limiters("", "", -1)
+		fmt.Fprintf(&b, "limiters=%d\n", v.LimiterCount())
+		for _, l := range limiters {
+			fmt.Fprintf(&b, "limiter %v\n", text(l))
+		}
 	})
 	fmt.Fprintf(&b, "leader-start-term=%d\n", m.LeaderStartTerm())
 	return b.String()
 }
+
+// text renders msg on one line (stable within one test binary, which is all dump needs).
+func text(msg proto.Message) string { return prototext.Format(msg) }
 
 // snapshotBytes persists a snapshot of m.
 func snapshotBytes(t testing.TB, m *fsm.Machine) []byte {

@@ -205,9 +205,11 @@ func (m *Machine) expire(index uint64, now int64, req *conclavev1.ExpireRequest)
 }
 
 // expireDue deletes up to limit keys whose deadline is at or before now, oldest first,
-// and ends up to limit lock-delays that have passed (granting waiters with token index).
+// ends up to limit lock-delays that have passed (granting waiters with token index), and
+// deletes up to limit rate limiters idle since at or before now.
 func (m *Machine) expireDue(index uint64, now int64, limit int) {
 	m.st.endLockDelays(index, now, limit)
+	m.st.expireLimiters(now, limit)
 	for range limit {
 		d, ok := m.st.deadlines.Min()
 		if !ok || d.at > now {

@@ -148,6 +148,14 @@ func (m *Machine) dispatch(index uint64, now int64, cmd *fsmv1.Command) *fsmv1.R
 		res.Value, err = m.lockProclaim(index, op.LockProclaim)
 	case *fsmv1.Command_LockCancel:
 		res.Value = m.lockCancel(index, now, op.LockCancel)
+	case *fsmv1.Command_RateLimitCheck:
+		res.Value, err = m.rateLimitCheck(index, now, op.RateLimitCheck)
+	case *fsmv1.Command_RateLimitRefund:
+		res.Value, err = m.rateLimitRefund(now, op.RateLimitRefund)
+	case *fsmv1.Command_PolicyPut:
+		res.Value, err = m.policyPut(op.PolicyPut)
+	case *fsmv1.Command_PolicyDelete:
+		res.Value, err = m.policyDelete(op.PolicyDelete)
 	case nil:
 		// An empty command only advances the clock.
 	default:

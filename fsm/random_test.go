@@ -76,6 +76,7 @@ type gen struct {
 	sessions []uint64  // indexes of valid SessionCreate commands (retried ones never existed)
 	acquires []lockRef // LockAcquire commands: their index is the token of those granted at once
 	proclaim *lockRef  // an acquire whose hold, if granted at once, the next lock command proclaims
+	checks   []uint64  // indexes of rate-limit Checks: the slots they may have acquired
 }
 
 type lockRef struct {
@@ -176,6 +177,10 @@ func (g *gen) command() *fsmv1.Command {
 	}
 	if g.r.IntN(100) < 14 {
 		g.session(c)
+		return c
+	}
+	if g.r.IntN(100) < 14 {
+		g.rateLimit(c)
 		return c
 	}
 	switch w := g.r.IntN(100); {
@@ -348,6 +353,71 @@ func (g *gen) session(c *fsmv1.Command) {
 	}
 }
 
+// rateLimit makes c a rate-limit command — mostly Checks, some Refunds (releasing slots
+// of recent Checks), policy puts and deletes — on six keys and three policy names, with
+// limits low enough that Checks are often denied.
+func (g *gen) rateLimit(c *fsmv1.Command) {
+	switch w := g.r.IntN(100); {
+	case w < 60:
+		g.checks = append(g.checks, g.index)
+		c.Op = &fsmv1.Command_RateLimitCheck{RateLimitCheck: &conclavev1.CheckRequest{Keys: g.rlKeys(false), Partial: g.r.IntN(3) == 0}}
+	case w < 75:
+		c.Op = &fsmv1.Command_RateLimitRefund{RateLimitRefund: &conclavev1.RefundRequest{Keys: g.rlKeys(true)}}
+	case w < 92:
+		p := g.rlPolicy()
+		p.Name = "p" + strconv.Itoa(g.r.IntN(3))
+		if g.r.IntN(25) == 0 {
+			p.Name = "" // invalid
+		}
+		c.Op = &fsmv1.Command_PolicyPut{PolicyPut: &conclavev1.PutPolicyRequest{Policy: p}}
+	default:
+		c.Op = &fsmv1.Command_PolicyDelete{PolicyDelete: &conclavev1.DeletePolicyRequest{Name: "p" + strconv.Itoa(g.r.IntN(4))}}
+	}
+}
+
+func (g *gen) rlPolicy() *conclavev1.RateLimitPolicy {
+	p := &conclavev1.RateLimitPolicy{
+		Algorithm: conclavev1.RateLimitAlgorithm(g.r.IntN(5)),
+		Limit:     1 + uint64(g.r.IntN(4)),
+		PeriodMs:  500 + int64(g.r.IntN(3))*1000,
+	}
+	if g.r.IntN(3) == 0 {
+		p.Burst = uint64(g.r.IntN(5))
+	}
+	p.ShadowMode = g.r.IntN(8) == 0
+	if g.r.IntN(30) == 0 {
+		p.Limit = 0 // invalid
+	}
+	return p
+}
+
+// rlKeys picks one to three of the keys r0…r5, mostly distinct, each with a cost of 0 to
+// 2 and mostly its own named policy (r0 and r3 share p0, …); a refund sometimes releases
+// a slot a recent Check may have acquired.
+func (g *gen) rlKeys(refund bool) []*conclavev1.RateLimitKey {
+	var keys []*conclavev1.RateLimitKey
+	used := map[int]bool{}
+	for range 1 + g.r.IntN(3) {
+		i := g.r.IntN(6)
+		if used[i] && g.r.IntN(10) != 0 {
+			continue // a repeated key is invalid: only sometimes
+		}
+		used[i] = true
+		k := &conclavev1.RateLimitKey{Key: "r" + strconv.Itoa(i), Cost: uint64(g.r.IntN(3))}
+		if g.r.IntN(4) == 0 {
+			k.Limit = &conclavev1.RateLimitKey_Inline{Inline: g.rlPolicy()}
+		} else {
+			k.Limit = &conclavev1.RateLimitKey_Policy{Policy: "p" + strconv.Itoa(i%3)}
+		}
+		if refund && len(g.checks) > 0 && g.r.IntN(3) == 0 {
+			recent := g.checks[max(0, len(g.checks)-10):]
+			k.Slots = []uint64{recent[g.r.IntN(len(recent))]<<16 | uint64(g.r.IntN(2))}
+		}
+		keys = append(keys, k)
+	}
+	return keys
+}
+
 func (g *gen) delete() *conclavev1.DeleteRequest {
 	req := &conclavev1.DeleteRequest{ReturnPrevious: g.r.IntN(2) == 0}
 	for range 1 + g.r.IntN(3) {
@@ -423,6 +493,7 @@ func TestRandom_Replicas(t *testing.T) {
 	var late []*fsm.Machine // restored at checkpoints, then fed the rest of the log
 	type counts struct{ ok, failed, retried int }
 	stats := map[string]*counts{}
+	var admitted, refused int // rate-limit Checks applied (not retried)
 
 	for i, e := range entries {
 		var at int64
@@ -450,6 +521,13 @@ func TestRandom_Replicas(t *testing.T) {
 				stats[opKind(e.cmd)] = c
 			}
 			retried := ra.GetIndex() != e.index
+			if r := ra.GetRateLimitCheck(); r != nil && !retried {
+				if r.GetAllowed() {
+					admitted++
+				} else {
+					refused++
+				}
+			}
 			switch {
 			case retried:
 				c.retried++
@@ -493,7 +571,8 @@ func TestRandom_Replicas(t *testing.T) {
 	t.Logf("final snapshot %d bytes, clock %+dms", len(final), (a.Clock()-t0)/ms)
 	for _, k := range []string{"Set", "MultiSet", "Delete", "Increment", "Expire", "Txn", "ExpireDue", "LeaderStart", "MemberPut", "MemberRemove", "empty", "SetInSession",
 		"SessionCreate", "SessionRevoke", "SessionRevokeByOwner", "SessionSetAttributes", "SessionExpire",
-		"LockAcquire", "LockRelease", "LockCancel", "LockProclaim"} {
+		"LockAcquire", "LockRelease", "LockCancel", "LockProclaim",
+		"RateLimitCheck", "RateLimitRefund", "PolicyPut", "PolicyDelete"} {
 		c := stats[k]
 		if c == nil {
 			c = &counts{}
@@ -502,6 +581,10 @@ func TestRandom_Replicas(t *testing.T) {
 		if c.ok == 0 {
 			t.Errorf("the log never applied %s successfully: the generator is too weak", k)
 		}
+	}
+	t.Logf("rate-limit Checks: %d allowed, %d denied", admitted, refused)
+	if admitted == 0 || refused == 0 {
+		t.Errorf("rate-limit Checks: %d allowed, %d denied; want some of each", admitted, refused)
 	}
 	var failed, retried int
 	for _, c := range stats {

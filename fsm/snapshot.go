@@ -9,10 +9,12 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"math"
 
 	"google.golang.org/protobuf/proto"
 
 	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
+	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 )
 
 // Snapshot format, version 1:
@@ -20,7 +22,8 @@ import (
 //	magic "CNCLSNAP" | uint32 big-endian format version
 //	uvarint length | SnapshotMeta
 //	(uvarint length | SnapshotRecord)*   entries by key, members by id, sessions by id,
-//	                                     locks by name, dedup by age
+//	                                     locks by name, rate-limit policies by name,
+//	                                     limiters by key, dedup by age
 //	uvarint 0 | uint32 big-endian CRC-32C of every byte before it
 //
 // Records are marshalled deterministically, so equal states give equal bytes.
@@ -83,6 +86,14 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	})
 	s.st.locks.Scan(func(l *lockState) bool {
 		sw.record(&fsmv1.SnapshotRecord{Record: &fsmv1.SnapshotRecord_Lock{Lock: l.proto()}})
+		return sw.err == nil
+	})
+	s.st.policies.Scan(func(p *conclavev1.RateLimitPolicy) bool {
+		sw.record(&fsmv1.SnapshotRecord{Record: &fsmv1.SnapshotRecord_Policy{Policy: p}})
+		return sw.err == nil
+	})
+	s.st.limiters.Scan(func(l *limiter) bool {
+		sw.record(&fsmv1.SnapshotRecord{Record: &fsmv1.SnapshotRecord_Limiter{Limiter: l.proto()}})
 		return sw.err == nil
 	})
 	s.st.dedupAges.Scan(func(a dedupAge) bool {
@@ -188,6 +199,17 @@ func readSnapshot(r io.Reader) (*state, *fsmv1.SnapshotMeta, error) {
 		case *fsmv1.SnapshotRecord_Lock:
 			r := x.Lock
 			st.putLock(&lockState{name: r.GetName(), limit: r.GetLimit(), holders: r.GetHolders(), waiters: r.GetWaiters(), delayUntil: r.GetDelayUntilUnixNano()})
+		case *fsmv1.SnapshotRecord_Policy:
+			if x.Policy.GetName() == "" || ValidatePolicy(x.Policy) != nil {
+				return nil, nil, fmt.Errorf("%w: invalid rate-limit policy %q", ErrBadSnapshot, x.Policy.GetName())
+			}
+			st.policies.Set(x.Policy)
+		case *fsmv1.SnapshotRecord_Limiter:
+			l, ok := st.limiterFromProto(x.Limiter)
+			if !ok {
+				return nil, nil, fmt.Errorf("%w: invalid limiter %q", ErrBadSnapshot, x.Limiter.GetKey())
+			}
+			st.putLimiter(l.key, l, math.MinInt64) // stored as it was, idle or not
 		case *fsmv1.SnapshotRecord_Member:
 			st.members.Set(x.Member)
 		case *fsmv1.SnapshotRecord_Dedup:

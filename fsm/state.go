@@ -97,6 +97,14 @@ type state struct {
 	locks        *btree.BTreeG[*lockState]
 	sessionLocks *btree.BTreeG[sessionLock] // derived
 	lockDelays   *btree.BTreeG[lockDelay]   // derived
+	// policies are the named rate-limit policies by name; limiters the rate-limit state by
+	// key, and limiterDeadlines (derived) their idle deadlines.
+	policies         *btree.BTreeG[*conclavev1.RateLimitPolicy]
+	limiters         *btree.BTreeG[*limiter]
+	limiterDeadlines *btree.BTreeG[limiterDeadline]
+	// specs interns the limiters' specs. It is a cache, not state: shared by clones and
+	// touched only by the apply goroutine (and Restore, before the swap).
+	specs map[limitSpec]*limitSpec
 }
 
 var treeOpts = btree.Options{NoLocks: true}
@@ -114,6 +122,12 @@ func newState() *state {
 		locks:        btree.NewBTreeGOptions(func(a, b *lockState) bool { return a.name < b.name }, treeOpts),
 		sessionLocks: btree.NewBTreeGOptions(sessionLockLess, treeOpts),
 		lockDelays:   btree.NewBTreeGOptions(lockDelayLess, treeOpts),
+		policies: btree.NewBTreeGOptions(func(a, b *conclavev1.RateLimitPolicy) bool {
+			return a.GetName() < b.GetName()
+		}, treeOpts),
+		limiters:         btree.NewBTreeGOptions(func(a, b *limiter) bool { return a.key < b.key }, treeOpts),
+		limiterDeadlines: btree.NewBTreeGOptions(limiterDeadlineLess, treeOpts),
+		specs:            make(map[limitSpec]*limitSpec),
 	}
 }
 
@@ -130,6 +144,11 @@ func (s *state) clone() *state {
 		locks:        s.locks.Copy(),
 		sessionLocks: s.sessionLocks.Copy(),
 		lockDelays:   s.lockDelays.Copy(),
+
+		policies:         s.policies.Copy(),
+		limiters:         s.limiters.Copy(),
+		limiterDeadlines: s.limiterDeadlines.Copy(),
+		specs:            s.specs,
 	}
 }
 

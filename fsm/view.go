@@ -86,15 +86,23 @@ func (v *View) NextDeadline() (int64, bool) {
 	return d.at, ok
 }
 
-// DueCount counts, up to limit, the keys whose deadline is at or before the view's now,
-// and the lock-delays that have passed.
+// DueCount counts, up to limit, what an ExpireDue at the view's now would do: the keys
+// whose deadline is at or before it, the lock-delays that have passed (at most one is
+// counted) and the rate limiters idle since then.
 func (v *View) DueCount(limit int) int {
 	n := 0
 	if d, ok := v.st.lockDelays.Min(); ok && d.until <= v.now {
 		n++
 	}
 	v.st.deadlines.Scan(func(d deadline) bool {
-		if d.at > v.now || n == limit {
+		if d.at > v.now || n >= limit {
+			return false
+		}
+		n++
+		return true
+	})
+	v.st.limiterDeadlines.Scan(func(d limiterDeadline) bool {
+		if d.at > v.now || n >= limit {
 			return false
 		}
 		n++

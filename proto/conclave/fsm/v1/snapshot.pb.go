@@ -674,7 +674,7 @@ func (x *LimiterHit) GetCost() uint64 {
 
 type LimiterSlot struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// id is unique forever: (raft index of the acquiring Check) << 16 | i, i < its cost.
+	// id is unique within the key: (raft index of the acquiring Check) << 16 | i, i < its cost.
 	Id                uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	ExpiresAtUnixNano int64  `protobuf:"varint,2,opt,name=expires_at_unix_nano,json=expiresAtUnixNano,proto3" json:"expires_at_unix_nano,omitempty"`
 	unknownFields     protoimpl.UnknownFields
