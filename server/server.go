@@ -82,6 +82,8 @@ func New(cfg Config, node Node, log *zap.Logger) *Server {
 	conclavev1grpc.RegisterSessionServiceServer(s.grpc, &sessionService{node: node})
 	conclavev1grpc.RegisterLockServiceServer(s.grpc, &lockService{node: node})
 	conclavev1grpc.RegisterElectionServiceServer(s.grpc, &electionService{node: node})
+	conclavev1grpc.RegisterRateLimitServiceServer(s.grpc, &rateLimitService{node: node})
+	registerEnvoy(s.grpc, node)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
