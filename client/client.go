@@ -27,6 +27,7 @@ type Client struct {
 	sessions  conclavev1grpc.SessionServiceClient
 	locks     conclavev1grpc.LockServiceClient
 	elections conclavev1grpc.ElectionServiceClient
+	limits    conclavev1grpc.RateLimitServiceClient
 }
 
 // New creates a Client for cfg. It does not wait for any endpoint to be reachable:
@@ -73,6 +74,7 @@ func New(cfg Config) (*Client, error) {
 		sessions:  conclavev1grpc.NewSessionServiceClient(fc),
 		locks:     conclavev1grpc.NewLockServiceClient(fc),
 		elections: conclavev1grpc.NewElectionServiceClient(fc),
+		limits:    conclavev1grpc.NewRateLimitServiceClient(fc),
 	}, nil
 }
 
@@ -109,6 +111,13 @@ func (c *Client) Locks() conclavev1grpc.LockServiceClient { return c.locks }
 // Observe is a stream and is never retried (Election.Observe re-opens it). NewElection
 // builds an Election on it.
 func (c *Client) Elections() conclavev1grpc.ElectionServiceClient { return c.elections }
+
+// RateLimits returns the RateLimitService client. Peek, GetPolicy and ListPolicies are
+// retried on another endpoint when Unavailable; Check, Refund, PutPolicy and DeletePolicy
+// get a request_id and are retried too (a repeated Check answers with the first
+// attempt's verdict and consumes once). NewLimiter and NewNamedLimiter build a Limiter
+// on it.
+func (c *Client) RateLimits() conclavev1grpc.RateLimitServiceClient { return c.limits }
 
 // Conn returns the failover connection the service clients are built on, for other
 // generated clients of Conclave's public services.

@@ -14,19 +14,24 @@ import (
 // reads, which change nothing, and KeepAlive, which is idempotent (renewing twice leaves
 // the session as renewing once, a little later). Mutations are safe when they carry a
 // request_id, whatever their service; the session writes (CreateSession, RevokeSession,
-// RevokeByOwner, UpdateAttributes), the lock writes (Acquire, Release) and the election
-// writes (Campaign, Proclaim, Resign) have one and are filled by withRequestID. A repeated Acquire answers with the first one's result.
+// RevokeByOwner, UpdateAttributes), the lock writes (Acquire, Release), the election
+// writes (Campaign, Proclaim, Resign) and the rate-limit writes (Check, Refund, PutPolicy,
+// DeletePolicy) have one and are filled by withRequestID. A repeated Acquire answers with
+// the first one's result; a repeated Check with the first verdict, consuming once.
 var safeToRepeat = map[string]bool{
-	conclavev1grpc.KVService_Get_FullMethodName:               true,
-	conclavev1grpc.KVService_MultiGet_FullMethodName:          true,
-	conclavev1grpc.KVService_TTL_FullMethodName:               true,
-	conclavev1grpc.KVService_Scan_FullMethodName:              true,
-	conclavev1grpc.ClusterService_Status_FullMethodName:       true,
-	conclavev1grpc.SessionService_GetSession_FullMethodName:   true,
-	conclavev1grpc.SessionService_ListSessions_FullMethodName: true,
-	conclavev1grpc.SessionService_KeepAlive_FullMethodName:    true,
-	conclavev1grpc.LockService_Inspect_FullMethodName:         true,
-	conclavev1grpc.ElectionService_Leader_FullMethodName:      true,
+	conclavev1grpc.KVService_Get_FullMethodName:                 true,
+	conclavev1grpc.KVService_MultiGet_FullMethodName:            true,
+	conclavev1grpc.KVService_TTL_FullMethodName:                 true,
+	conclavev1grpc.KVService_Scan_FullMethodName:                true,
+	conclavev1grpc.ClusterService_Status_FullMethodName:         true,
+	conclavev1grpc.SessionService_GetSession_FullMethodName:     true,
+	conclavev1grpc.SessionService_ListSessions_FullMethodName:   true,
+	conclavev1grpc.SessionService_KeepAlive_FullMethodName:      true,
+	conclavev1grpc.LockService_Inspect_FullMethodName:           true,
+	conclavev1grpc.ElectionService_Leader_FullMethodName:        true,
+	conclavev1grpc.RateLimitService_Peek_FullMethodName:         true,
+	conclavev1grpc.RateLimitService_GetPolicy_FullMethodName:    true,
+	conclavev1grpc.RateLimitService_ListPolicies_FullMethodName: true,
 }
 
 // requestIDField is the field every mutating request of the public API may carry.
