@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
+)
+
+// benchRateLimitConfig is a `conclave bench ratelimit` run.
+type benchRateLimitConfig struct {
+	benchLoad
+	keys      int    // distinct limiter keys, shared round robin by the clients
+	perCheck  int    // keys named in one Check
+	algorithm string // gcra, sliding, fixed
+}
+
+func newBenchRateLimitCmd(o *clientOptions) *cobra.Command {
+	cfg := benchRateLimitConfig{}
+	cmd := &cobra.Command{
+		Use:   "ratelimit",
+		Short: "Make rate-limit decisions (Check) with concurrent clients",
+		Long: `Each of --clients goroutines sends Check requests back to back, each naming
+--per-check keys drawn round robin from --keys limiter keys, with an inline policy of
+--algorithm admitting 1,000,000 hits per second (so decisions, not denials, are
+measured). One Check is one decision and one raft entry, whatever its number of keys.`,
+		Args: cobra.NoArgs,
+		RunE: benchRunE(o, &cfg.benchLoad, func() error {
+			if cfg.keys < 1 || cfg.perCheck < 1 || cfg.perCheck > cfg.keys {
+				return fmt.Errorf("--keys must be at least 1 and --per-check 1 to --keys")
+			}
+			if _, ok := benchAlgorithms[cfg.algorithm]; !ok {
+				return fmt.Errorf("--algorithm %q: want gcra, sliding or fixed", cfg.algorithm)
+			}
+			return cfg.validate()
+		}, func(ctx context.Context) (benchResult, error) { return runBenchRateLimit(ctx, cfg) }),
+	}
+	fs := cmd.Flags()
+	cfg.addFlags(fs, 64)
+	fs.IntVar(&cfg.keys, "keys", 10_000, "distinct limiter keys")
+	fs.IntVar(&cfg.perCheck, "per-check", 1, "keys in one Check")
+	fs.StringVar(&cfg.algorithm, "algorithm", "gcra", "gcra, sliding or fixed")
+	return cmd
+}
+
+var benchAlgorithms = map[string]conclavev1.RateLimitAlgorithm{
+	"gcra":    conclavev1.RateLimitAlgorithm_RATE_LIMIT_ALGORITHM_GCRA,
+	"sliding": conclavev1.RateLimitAlgorithm_RATE_LIMIT_ALGORITHM_SLIDING_WINDOW,
+	"fixed":   conclavev1.RateLimitAlgorithm_RATE_LIMIT_ALGORITHM_FIXED_WINDOW,
+}
+
+func runBenchRateLimit(ctx context.Context, cfg benchRateLimitConfig) (benchResult, error) {
+	conns, err := dialBench(ctx, cfg.benchLoad)
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer closeBench(conns)
+	policy := &conclavev1.RateLimitPolicy{Algorithm: benchAlgorithms[cfg.algorithm], Limit: 1_000_000, PeriodMs: time.Second.Milliseconds()}
+	if cfg.algorithm == "sliding" {
+		policy.Limit = 100_000 // the most a sliding window keeps a log for
+	}
+	res, err := runLoad(ctx, cfg.benchLoad, func(i int) benchOp {
+		rc := conclavev1grpc.NewRateLimitServiceClient(conns[i%len(conns)])
+		next := i
+		return func(ctx context.Context) error {
+			req := &conclavev1.CheckRequest{Keys: make([]*conclavev1.RateLimitKey, cfg.perCheck)}
+			for k := range req.Keys {
+				req.Keys[k] = &conclavev1.RateLimitKey{Key: fmt.Sprintf("bench/rl/%d", (next+k)%cfg.keys), Limit: &conclavev1.RateLimitKey_Inline{Inline: policy}}
+			}
+			next += cfg.clients
+			_, err := rc.Check(ctx, req)
+			return err
+		}
+	})
+	res.Op, res.Unit = fmt.Sprintf("%s Check of %d key(s) over %d keys", cfg.algorithm, cfg.perCheck, cfg.keys), "decisions"
+	return res, err
+}
