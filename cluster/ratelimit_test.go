@@ -35,6 +35,7 @@ func TestRateLimit_ExactlyNPerWindowAcrossFailover(t *testing.T) {
 		admitted = map[int64]int{} // by window end, in periods
 		answered atomic.Int64
 		killed   atomic.Bool
+		nodesMu  sync.RWMutex // the leader is stopped while clients pick nodes
 	)
 	check := func(node int, id string) (*conclavev1.CheckResponse, error) {
 		cmd := &fsmv1.Command{RequestId: id, Op: &fsmv1.Command_RateLimitCheck{RateLimitCheck: &conclavev1.CheckRequest{
@@ -42,8 +43,11 @@ func TestRateLimit_ExactlyNPerWindowAcrossFailover(t *testing.T) {
 		}}}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		nodesMu.RLock()
 		tn := c.nodes[node]
-		if tn.srv == nil {
+		up := tn.srv != nil
+		nodesMu.RUnlock()
+		if !up {
 			return nil, fmt.Errorf("%s is down", tn.cfg.ID)
 		}
 		res, err := tn.node.Apply(ctx, cmd)
@@ -83,7 +87,9 @@ func TestRateLimit_ExactlyNPerWindowAcrossFailover(t *testing.T) {
 				}
 				// Kill the leader mid-window, once a third of the answers are in.
 				if answered.Add(1) == clients*perCli/3 && killed.CompareAndSwap(false, true) {
+					nodesMu.Lock()
 					c.stop(c.nodes[leader])
+					nodesMu.Unlock()
 				}
 			}
 		})
