@@ -17,6 +17,8 @@ type benchRateLimitConfig struct {
 	keys      int    // distinct limiter keys, shared round robin by the clients
 	perCheck  int    // keys named in one Check
 	algorithm string // gcra, sliding, fixed
+	limit     uint64
+	period    time.Duration
 }
 
 func newBenchRateLimitCmd(o *clientOptions) *cobra.Command {
@@ -26,12 +28,17 @@ func newBenchRateLimitCmd(o *clientOptions) *cobra.Command {
 		Short: "Make rate-limit decisions (Check) with concurrent clients",
 		Long: `Each of --clients goroutines sends Check requests back to back, each naming
 --per-check keys drawn round robin from --keys limiter keys, with an inline policy of
---algorithm admitting 1,000,000 hits per second (so decisions, not denials, are
-measured). One Check is one decision and one raft entry, whatever its number of keys.`,
+--algorithm admitting --limit hits per --period (by default 1,000,000 per second, so
+decisions, not denials, are measured). One Check is one decision and one raft entry,
+whatever its number of keys. A small limit over a long period leaves every key touched
+holding state until it refills: a way to fill a cluster with idle limiter keys.`,
 		Args: cobra.NoArgs,
 		RunE: benchRunE(o, &cfg.benchLoad, func() error {
 			if cfg.keys < 1 || cfg.perCheck < 1 || cfg.perCheck > cfg.keys {
 				return fmt.Errorf("--keys must be at least 1 and --per-check 1 to --keys")
+			}
+			if cfg.limit < 1 || cfg.period < time.Millisecond {
+				return fmt.Errorf("--limit must be at least 1 and --period at least 1ms")
 			}
 			if _, ok := benchAlgorithms[cfg.algorithm]; !ok {
 				return fmt.Errorf("--algorithm %q: want gcra, sliding or fixed", cfg.algorithm)
@@ -44,6 +51,8 @@ measured). One Check is one decision and one raft entry, whatever its number of 
 	fs.IntVar(&cfg.keys, "keys", 10_000, "distinct limiter keys")
 	fs.IntVar(&cfg.perCheck, "per-check", 1, "keys in one Check")
 	fs.StringVar(&cfg.algorithm, "algorithm", "gcra", "gcra, sliding or fixed")
+	fs.Uint64Var(&cfg.limit, "limit", 1_000_000, "hits allowed per --period (a sliding window keeps at most 100,000)")
+	fs.DurationVar(&cfg.period, "period", time.Second, "the policy's period")
 	return cmd
 }
 
@@ -59,9 +68,9 @@ func runBenchRateLimit(ctx context.Context, cfg benchRateLimitConfig) (benchResu
 		return benchResult{}, err
 	}
 	defer closeBench(conns)
-	policy := &conclavev1.RateLimitPolicy{Algorithm: benchAlgorithms[cfg.algorithm], Limit: 1_000_000, PeriodMs: time.Second.Milliseconds()}
+	policy := &conclavev1.RateLimitPolicy{Algorithm: benchAlgorithms[cfg.algorithm], Limit: cfg.limit, PeriodMs: cfg.period.Milliseconds()}
 	if cfg.algorithm == "sliding" {
-		policy.Limit = 100_000 // the most a sliding window keeps a log for
+		policy.Limit = min(policy.Limit, 100_000) // the most a sliding window keeps a log for
 	}
 	res, err := runLoad(ctx, cfg.benchLoad, func(i int) benchOp {
 		rc := conclavev1grpc.NewRateLimitServiceClient(conns[i%len(conns)])
