@@ -140,7 +140,8 @@ func (s *state) resolveKeys(keys []*conclavev1.RateLimitKey, refund bool) ([]rlK
 		case len(k.GetSlots()) > 0 && !refund:
 			return nil, errInvalid([]byte(key), "slots are released by Refund only")
 		case len(k.GetSlots()) > 0 && sp.alg != algConcurrency:
-			return nil, errInvalid([]byte(key), "slots are only for CONCURRENCY limits")
+			// A policy's algorithm is state when named: like a value of the wrong type.
+			return nil, newError(fsmv1.ErrorCode_ERROR_CODE_WRONG_TYPE, []byte(key), "slots are only for CONCURRENCY limits, and this key's policy is %s", sp.alg)
 		}
 		out[i] = rlKey{key: key, cost: max(k.GetCost(), 1), spec: sp, shadow: p.GetShadowMode(), slots: k.GetSlots()}
 	}

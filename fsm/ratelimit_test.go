@@ -477,7 +477,7 @@ func TestRateLimit_Refund(t *testing.T) {
 		held := &conclavev1.RateLimitKey{Key: "k", Limit: &conclavev1.RateLimitKey_Inline{Inline: one}, Slots: []uint64{999}}
 		wantVerdict(t, "unknown slot", b.refund(100, held).GetVerdicts()[0], no(0, 900, 900))
 		b.do(100, &conclavev1.RefundRequest{Keys: []*conclavev1.RateLimitKey{
-			{Key: "k", Limit: &conclavev1.RateLimitKey_Inline{Inline: policy(algFixed, 1, 1000)}, Slots: []uint64{1}}}}, fsm.ErrInvalidArgument)
+			{Key: "k", Limit: &conclavev1.RateLimitKey_Inline{Inline: policy(algFixed, 1, 1000)}, Slots: []uint64{1}}}}, fsm.ErrWrongType)
 	})
 }
 
@@ -616,7 +616,7 @@ func TestRateLimit_Errors(t *testing.T) {
 		{"check with slots", check(slot), inv},
 		{"refund without keys", &conclavev1.RefundRequest{}, inv},
 		{"refund of slots of a fixed window", &conclavev1.RefundRequest{Keys: []*conclavev1.RateLimitKey{
-			{Key: "k", Limit: &conclavev1.RateLimitKey_Inline{Inline: valid}, Slots: []uint64{1}}}}, inv},
+			{Key: "k", Limit: &conclavev1.RateLimitKey_Inline{Inline: valid}, Slots: []uint64{1}}}}, fsm.ErrWrongType},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -65,7 +65,8 @@ var maxKey = strings.Repeat("k", MaxKeyBytes)
 
 // fuzzBaseCommands build the base state: a=1, n=41, big=MaxInt64, b with a one-minute
 // TTL, old (expired, not yet deleted), p/1…p/3 for scans, the longest key, ctr=1
-// remembered under request id r1, and a failed Set remembered under r2.
+// remembered under request id r1, a failed Set remembered under r2, and the rate-limit
+// policy "free" (5 a minute).
 func fuzzBaseCommands() []*fsmv1.Command {
 	set := func(key, value string, ttlMs int64) *fsmv1.Command {
 		return &fsmv1.Command{Op: &fsmv1.Command_Set{Set: &conclavev1.SetRequest{Key: []byte(key), Value: []byte(value), TtlMs: ttlMs}}}
@@ -82,6 +83,7 @@ func fuzzBaseCommands() []*fsmv1.Command {
 		set(maxKey, "max", 0),
 		{RequestId: "r1", Op: &fsmv1.Command_Increment{Increment: &conclavev1.IncrementRequest{Key: []byte("ctr"), Delta: 1}}},
 		{RequestId: "r2", Op: &fsmv1.Command_Set{Set: &conclavev1.SetRequest{Key: []byte("a"), IfAbsent: true}}},
+		{Op: &fsmv1.Command_PolicyPut{PolicyPut: &conclavev1.PutPolicyRequest{Policy: &conclavev1.RateLimitPolicy{Name: "free", Limit: 5, PeriodMs: 60_000}}}},
 	}
 }
 

@@ -94,6 +94,9 @@ func checkRateLimitKeys(keys []*conclavev1.RateLimitKey, refund bool) error {
 			if err := checkPolicy(at("inline"), l.Inline, false); err != nil {
 				return err
 			}
+			if len(k.GetSlots()) > 0 && l.Inline.GetAlgorithm() != conclavev1.RateLimitAlgorithm_RATE_LIMIT_ALGORITHM_CONCURRENCY {
+				return invalid(at("slots"), "are only for CONCURRENCY limits")
+			}
 		default:
 			return invalid(at("limit"), "set policy (a stored policy's name) or inline (a policy)")
 		}
