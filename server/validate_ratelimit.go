@@ -36,8 +36,8 @@ func checkPolicy(field string, p *conclavev1.RateLimitPolicy, named bool) error 
 		return invalid(at("limit"), "must be 1 to %d, got %d", uint64(MaxRateLimit), p.GetLimit())
 	case p.GetAlgorithm() == conclavev1.RateLimitAlgorithm_RATE_LIMIT_ALGORITHM_SLIDING_WINDOW && p.GetLimit() > MaxSlidingLimit:
 		return invalid(at("limit"), "a sliding window keeps every admission: at most %d, got %d", MaxSlidingLimit, p.GetLimit())
-	case p.GetPeriodMs() <= 0 || p.GetPeriodMs() > MaxTTLMs:
-		return invalid(at("period_ms"), "must be 1 to %d (10 years), got %d", MaxTTLMs, p.GetPeriodMs())
+	case p.GetPeriodMs() <= 0 || p.GetPeriodMs() > fsm.MaxPolicyPeriodMs:
+		return invalid(at("period_ms"), "must be 1 to %d (10 years), got %d", int64(fsm.MaxPolicyPeriodMs), p.GetPeriodMs())
 	case p.GetBurst() > MaxRateLimit:
 		return invalid(at("burst"), "must be at most %d, got %d", uint64(MaxRateLimit), p.GetBurst())
 	case p.GetBurst() != 0 && !isGCRA(p.GetAlgorithm()):

@@ -34,8 +34,8 @@ type Result struct {
 func (r Result) Violation() bool { return !r.Linearizable && !r.TimedOut }
 
 // Check checks ops for linearizability against model within timeout (0 = none). Reads
-// with Input.Stale, and reads (Get, Inspect) whose outcome is unknown, are left out: the
-// first are judged by CheckStaleReads, the second constrain nothing.
+// with Input.Stale, and reads (Get, Inspect, rate-limit Peek) whose outcome is unknown,
+// are left out: the first are judged by CheckStaleReads, the second constrain nothing.
 //
 // On a violation, when vizPath is not empty, it writes porcupine's HTML visualisation of
 // the failing partitions (keys) to vizPath and the whole history, one JSON object per
@@ -70,11 +70,11 @@ func Check(model porcupine.Model, ops []porcupine.Operation, timeout time.Durati
 }
 
 // checkable drops the operations Check does not judge: stale reads and reads (Get,
-// Inspect) with an unknown outcome.
+// Inspect, rate-limit Peek) with an unknown outcome.
 func checkable(ops []porcupine.Operation) []porcupine.Operation {
 	out := make([]porcupine.Operation, 0, len(ops))
 	for _, op := range ops {
-		if in, ok := op.Input.(Input); ok && (in.Op == OpGet || in.Op == OpInspect) {
+		if in, ok := op.Input.(Input); ok && (in.Op == OpGet || in.Op == OpInspect || in.Op == OpLimitPeek) {
 			if in.Stale || op.Output.(Output).Unknown {
 				continue
 			}

@@ -31,10 +31,16 @@ const (
 	OpRelease
 	// OpInspect reads the holders of the lock Input.Key (LINEARIZABLE).
 	OpInspect
+	// OpLimitCheck is a rate-limit Check of Input.Cost (0 means 1) hits on the
+	// FIXED_WINDOW limiter Input.Key with limit Input.Limit.
+	OpLimitCheck
+	// OpLimitPeek is a rate-limit Peek (LINEARIZABLE) of Input.Cost (0 means 1) hits on
+	// the FIXED_WINDOW limiter Input.Key with limit Input.Limit: what a Check would say.
+	OpLimitPeek
 )
 
 var opNames = [...]string{OpGet: "get", OpSet: "set", OpCAS: "cas", OpDelete: "delete", OpIncrement: "increment",
-	OpAcquire: "acquire", OpRelease: "release", OpInspect: "inspect"}
+	OpAcquire: "acquire", OpRelease: "release", OpInspect: "inspect", OpLimitCheck: "limit-check", OpLimitPeek: "limit-peek"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && opNames[o] != "" {
@@ -73,6 +79,11 @@ type Input struct {
 	Session uint64 `json:"session,omitempty"`
 	// Token is OpRelease's fencing token.
 	Token uint64 `json:"token,omitempty"`
+	// Limit is the FIXED_WINDOW policy's limit of OpLimitCheck and OpLimitPeek; every
+	// operation on one limiter key must carry the same limit.
+	Limit uint64 `json:"limit,omitempty"`
+	// Cost is the hits OpLimitCheck asks for (OpLimitPeek: would ask for); 0 means 1.
+	Cost uint64 `json:"cost,omitempty"`
 }
 
 // Output is what the client saw. Fill only the fields the operation returns:
@@ -89,6 +100,8 @@ type Input struct {
 //	OpRelease   OK (released); OK false is a stale token (Aborted, FENCE_STALE)
 //	OpInspect   Holders (how many), and when there is one or more the first holder's
 //	            Token and Session
+//	OpLimitCheck, OpLimitPeek
+//	            OK (the verdict's allowed) and Remaining (the key's verdict's remaining)
 //
 // A failed condition (FailedPrecondition) is a known outcome with OK false. An operation
 // whose outcome the client cannot know (a timeout or Unavailable after the request may
@@ -102,6 +115,9 @@ type Output struct {
 	Token    uint64 `json:"token,omitempty"`
 	Session  uint64 `json:"session,omitempty"`
 	Holders  int    `json:"holders,omitempty"`
+	// Remaining is a rate-limit verdict's remaining: after the cost when allowed, as it
+	// is when denied.
+	Remaining uint64 `json:"remaining,omitempty"`
 	// Unknown marks an operation that may or may not have taken effect, at any time
 	// after its call; its return time is math.MaxInt64 and every other field is ignored.
 	Unknown bool `json:"unknown,omitempty"`

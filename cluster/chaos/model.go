@@ -216,6 +216,9 @@ func DescribeOperation(input, output any) string {
 	if isLockOp(in.Op) {
 		return describeLockOperation(in, out)
 	}
+	if isLimitOp(in.Op) {
+		return describeLimitOperation(in, out)
+	}
 	var call string
 	switch in.Op {
 	case OpGet:

@@ -25,6 +25,7 @@ type chaosOptions struct {
 	rate     int
 	keys     int
 	locks    int
+	limiters int
 	dir      string
 	timeout  time.Duration
 }
@@ -39,12 +40,12 @@ func newChaosCmd() *cobra.Command {
 		Short: "Run three local nodes under injected faults and check the history",
 		Long: `Start three conclave serve processes on free loopback ports, with every raft link
 routed through a proxy the harness controls; run concurrent clients against all nodes
-(KV operations and, on --locks locks, try-once lock operations through sessions of
-their own) while injecting faults on a schedule drawn from --seed (kill: SIGKILL and
-restart; pause: SIGSTOP for longer than the election timeout, then SIGCONT; partition:
-cut every link to one node, then heal); then heal, check that the replicas converged,
-that every acknowledged write is present, and that the history is linearizable
-(porcupine).
+(KV operations; on --locks locks, try-once lock operations through sessions of their
+own; on --limiters keys, FIXED_WINDOW rate-limit Checks and Peeks) while injecting
+faults on a schedule drawn from --seed (kill: SIGKILL and restart; pause: SIGSTOP for
+longer than the election timeout, then SIGCONT; partition: cut every link to one node,
+then heal); then heal, check that the replicas converged, that every acknowledged
+write is present, and that the history is linearizable (porcupine).
 Ends with one line: ops=N faults=F violations=V lost=L, and a non-zero exit when V or L
 is not zero.`,
 		Args: cobra.NoArgs,
@@ -66,6 +67,7 @@ is not zero.`,
 	f.IntVar(&o.rate, "rate", 100, "operations a second, all clients together")
 	f.IntVar(&o.keys, "keys", 8, "register keys")
 	f.IntVar(&o.locks, "locks", 3, "lock names (0: no lock operations)")
+	f.IntVar(&o.limiters, "limiters", 2, "rate-limiter keys (0: no rate-limit operations)")
 	f.StringVar(&o.dir, "dir", "", "directory for data, logs and reports (default: a new temporary one)")
 	f.DurationVar(&o.timeout, "check-timeout", 2*time.Minute, "time the linearizability check may take")
 	return cmd
@@ -119,7 +121,14 @@ func runChaos(ctx context.Context, o chaosOptions, stdout interface{ Write([]byt
 	}
 	defer sessions.Close()
 
-	w := newWorkload(o.keys, o.locks, sessions)
+	w := newWorkload(o.keys, o.locks, chaosLimits(o), sessions)
+	if len(w.limiters) > 0 {
+		var lims []string
+		for i, key := range w.limiters {
+			lims = append(lims, fmt.Sprintf("%s limit %d", key, w.limits[i]))
+		}
+		say("rate limiters (FIXED_WINDOW, one window of %v): %s", time.Duration(chaosLimitPeriodMs)*time.Millisecond, strings.Join(lims, ", "))
+	}
 	wctx, stopWorkload := context.WithCancel(ctx)
 	clients := w.run(wctx, conns, o.clients, o.rate, o.seed)
 	injected := injectFaults(ctx, c, o, say)
@@ -154,7 +163,8 @@ func runChaos(ctx context.Context, o chaosOptions, stdout interface{ Write([]byt
 	violations = append(violations, c.failures()...)
 
 	ops := w.rec.Operations()
-	kvOps, lockOps := chaos.SplitLocks(ops)
+	rest, limitOps := chaos.SplitLimits(ops)
+	kvOps, lockOps := chaos.SplitLocks(rest)
 	regs, ctrs := chaos.SplitCounters(kvOps)
 	type check struct {
 		name  string
@@ -172,6 +182,12 @@ func runChaos(ctx context.Context, o chaosOptions, stdout interface{ Write([]byt
 		}
 		say("lock operations: %s; sessions lost=%d, locks skipped=%d of %d", lockSummary(lockOps), len(lostSessions), len(drop), len(w.locks))
 		checks = append(checks, check{"lock", chaos.LockModel, chaos.WithoutKeys(lockOps, drop)})
+	}
+	if len(w.limiters) > 0 {
+		drop, problems := w.limitCheckPlan(say)
+		say("rate-limit operations: %s; keys skipped=%d of %d", w.limitSummary(limitOps), len(drop), len(w.limiters))
+		violations = append(violations, problems...)
+		checks = append(checks, check{"ratelimit", chaos.RateLimitModel, chaos.WithoutKeys(limitOps, drop)})
 	}
 	for _, chk := range checks {
 		res, err := chaos.Check(chk.model, chk.ops, o.timeout, filepath.Join(o.dir, chk.name+"-violation.html"))

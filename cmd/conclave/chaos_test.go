@@ -141,7 +141,7 @@ func newLockWorkloadTest(t *testing.T, unknownEvery int) *lockWorkloadTest {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	lt := &lockWorkloadTest{w: newWorkload(0, 3, cl), svc: svc, locks: conclavev1grpc.NewLockServiceClient(conn)}
+	lt := &lockWorkloadTest{w: newWorkload(0, 3, nil, cl), svc: svc, locks: conclavev1grpc.NewLockServiceClient(conn)}
 	for i := range 3 {
 		lt.lcs = append(lt.lcs, &lockClient{})
 		lt.rngs = append(lt.rngs, rand.New(rand.NewPCG(1, uint64(i))))

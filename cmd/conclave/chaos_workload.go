@@ -26,18 +26,25 @@ type workload struct {
 	registers []string
 	counters  []string
 	locks     []string
+	limiters  []string // rate-limiter keys, FIXED_WINDOW with limits[i] per window
+	limits    []uint64
 	sessions  *client.Client // creates the lock sessions and keeps them alive, on any node
 	opTimeout time.Duration
 
-	mu           sync.Mutex
-	durable      []string        // write-once keys whose Set was acknowledged
-	lockSessions []*chaosSession // every session the clients made, in creation order
+	mu            sync.Mutex
+	durable       []string        // write-once keys whose Set was acknowledged
+	lockSessions  []*chaosSession // every session the clients made, in creation order
+	limitWindows  map[string]*limitWindow
+	limitProblems []string // malformed rate-limit answers
+	limitRetried  int      // Checks answered on the retry with the same request id
 }
 
-// newWorkload returns a workload over keys registers, two counters and locks locks
-// (none: no lock operations); sessions makes the lock clients' sessions.
-func newWorkload(keys, locks int, sessions *client.Client) *workload {
-	w := &workload{rec: chaos.NewRecorder(), sessions: sessions, opTimeout: 2 * time.Second}
+// newWorkload returns a workload over keys registers, two counters, locks locks (none:
+// no lock operations) and one rate-limiter key per limit (none: no rate-limit
+// operations); sessions makes the lock clients' sessions.
+func newWorkload(keys, locks int, limits []uint64, sessions *client.Client) *workload {
+	w := &workload{rec: chaos.NewRecorder(), sessions: sessions, opTimeout: 2 * time.Second,
+		limits: limits, limitWindows: map[string]*limitWindow{}}
 	for i := range keys {
 		w.registers = append(w.registers, fmt.Sprintf("reg/%d", i))
 	}
@@ -45,12 +52,17 @@ func newWorkload(keys, locks int, sessions *client.Client) *workload {
 	for i := range locks {
 		w.locks = append(w.locks, fmt.Sprintf("lock/%d", i))
 	}
+	for i := range limits {
+		w.limiters = append(w.limiters, fmt.Sprintf("rl/%d", i))
+	}
 	return w
 }
 
 // run starts one goroutine per client until ctx ends; client i talks to conns[i%len],
 // and all of them together start about rate operations a second (few enough that
-// porcupine can check the history), one in five a lock operation when there are locks.
+// porcupine can check the history): one in five a lock operation when there are locks,
+// and one in four of the rest a rate-limit operation when there are limiters (retried
+// through conns[(i+1)%len]).
 func (w *workload) run(ctx context.Context, conns []*grpc.ClientConn, clients, rate int, seed uint64) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	interval := time.Duration(clients) * time.Second / time.Duration(rate)
@@ -60,6 +72,8 @@ func (w *workload) run(ctx context.Context, conns []*grpc.ClientConn, clients, r
 			defer wg.Done()
 			kv := conclavev1grpc.NewKVServiceClient(conns[i%len(conns)])
 			locks := conclavev1grpc.NewLockServiceClient(conns[i%len(conns)])
+			rl := conclavev1grpc.NewRateLimitServiceClient(conns[i%len(conns)])
+			rlRetry := conclavev1grpc.NewRateLimitServiceClient(conns[(i+1)%len(conns)])
 			lc := &lockClient{}
 			rng := rand.New(rand.NewPCG(seed, uint64(i)))
 			revs := map[string]uint64{} // last revision this client saw per key, for CAS
@@ -71,11 +85,14 @@ func (w *workload) run(ctx context.Context, conns []*grpc.ClientConn, clients, r
 					return
 				case <-tick.C:
 				}
-				if len(w.locks) > 0 && rng.IntN(5) == 0 {
+				switch {
+				case len(w.locks) > 0 && rng.IntN(5) == 0:
 					w.lockStep(locks, lc, i, seq, rng)
-					continue
+				case len(w.limiters) > 0 && rng.IntN(4) == 0:
+					w.limitStep(rl, rlRetry, i, seq, rng)
+				default:
+					w.step(kv, i, seq, rng, revs)
 				}
-				w.step(kv, i, seq, rng, revs)
 			}
 		}()
 	}
@@ -148,19 +165,27 @@ func (w *workload) step(kv conclavev1grpc.KVServiceClient, client, seq int, rng 
 }
 
 // unknownUnlessRefused records a failed write as of unknown outcome, unless the server
-// said it never reached the log (no leader, or a node that was not the leader refused it
-// before proposing): then it is left out of the history.
+// said it never reached the log (refused): then it is left out of the history.
 func unknownUnlessRefused(pend *chaos.Pending, err error) {
+	if refused(err) {
+		pend.Discard()
+		return
+	}
+	pend.Unknown()
+}
+
+// refused reports whether a failed write certainly never reached the log: no leader, or
+// a node that was not the leader refused it before proposing.
+func refused(err error) bool {
 	for _, d := range status.Convert(err).Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok {
 			switch info.GetReason() {
 			case "NO_LEADER", "NOT_LEADER", "NOT_READY":
-				pend.Discard()
-				return
+				return true
 			}
 		}
 	}
-	pend.Unknown()
+	return false
 }
 
 // get records a read and reports whether it succeeded; a read that failed changed
@@ -184,18 +209,22 @@ func (w *workload) get(ctx context.Context, kv conclavev1grpc.KVServiceClient, c
 	return true
 }
 
-// finalReads reads every register and counter, and inspects every lock, linearizably
-// through every node, after the faults healed, and adds the reads to the history (as
-// clients firstID, firstID+1, …): the last word on each key and lock.
+// finalReads reads every register and counter, inspects every lock and peeks at every
+// rate limiter, linearizably through every node, after the faults healed, and adds the
+// reads to the history (as clients firstID, firstID+1, …): the last word on each.
 func (w *workload) finalReads(conns []*grpc.ClientConn, firstID int) error {
 	revs := map[string]uint64{}
 	for i, conn := range conns {
 		kv := conclavev1grpc.NewKVServiceClient(conn)
 		locks := conclavev1grpc.NewLockServiceClient(conn)
-		for _, key := range append(append(append([]string{}, w.registers...), w.counters...), w.locks...) {
+		rl := conclavev1grpc.NewRateLimitServiceClient(conn)
+		for _, key := range slices.Concat(w.registers, w.counters, w.locks, w.limiters) {
 			read := func(ctx context.Context) bool { return w.get(ctx, kv, firstID+i, key, false, revs) }
 			if slices.Contains(w.locks, key) {
 				read = func(ctx context.Context) bool { _, ok := w.inspect(ctx, locks, firstID+i, key); return ok }
+			}
+			if j := slices.Index(w.limiters, key); j >= 0 {
+				read = func(ctx context.Context) bool { return w.peekLimit(ctx, rl, firstID+i, j) }
 			}
 			// A node just restarted may still be catching up: retry (failed reads are
 			// left out of the history) until a deadline.
