@@ -37,10 +37,10 @@ const (
 // envoyService is envoy.service.ratelimit.v3.RateLimitService, so that Envoy and Istio
 // can use Conclave as their global rate-limit service. A domain's descriptors are
 // policies named by package envoyrl. ShouldRateLimit maps each descriptor to its policy
-// from the node's local state (a STALE read: policies change rarely, and a policy
-// deleted meanwhile makes it map again from linearizable state), then decides every
-// limited descriptor in ONE Check command — one raft entry — whose verdicts are exact
-// across the cluster and across failover.
+// from a linearizable read (a follower that had not yet applied an import would let the
+// first requests through unlimited; a policy deleted before the decision makes it map
+// again), then decides every limited descriptor in ONE Check command — one raft entry —
+// whose verdicts are exact across the cluster and across failover.
 type envoyService struct {
 	rlsv3.UnimplementedRateLimitServiceServer
 	node Node
@@ -57,16 +57,15 @@ func (s *envoyService) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimit
 	if err := validateShouldRateLimit(req); err != nil {
 		return nil, toStatus(err)
 	}
-	plan, err := s.plan(ctx, req, conclavev1.Consistency_CONSISTENCY_STALE)
+	plan, err := s.plan(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	checked, peeked, err := s.decide(ctx, plan)
 	if status.Code(err) == codes.NotFound {
-		// A policy the stale read found was deleted before it was used (an import
-		// replacing the domain), and nothing was consumed: map again from state at least
-		// that new and decide again.
-		if plan, err = s.plan(ctx, req, conclavev1.Consistency_CONSISTENCY_LINEARIZABLE); err == nil {
+		// A policy the read found was deleted before it was used (an import replacing
+		// the domain), and nothing was consumed: map again and decide again.
+		if plan, err = s.plan(ctx, req); err == nil {
 			checked, peeked, err = s.decide(ctx, plan)
 		}
 	}
@@ -76,14 +75,13 @@ func (s *envoyService) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimit
 	return plan.response(checked, peeked), nil
 }
 
-// plan maps req's descriptors to limiter keys and policies from the node's state read at
-// consistency c.
-func (s *envoyService) plan(ctx context.Context, req *rlsv3.RateLimitRequest, c conclavev1.Consistency) (*envoyPlan, error) {
+// plan maps req's descriptors to limiter keys and policies from a linearizable read.
+func (s *envoyService) plan(ctx context.Context, req *rlsv3.RateLimitRequest) (*envoyPlan, error) {
 	var (
 		plan    *envoyPlan
 		planErr error
 	)
-	_, err := s.node.Read(ctx, c, func(v *fsm.View) {
+	_, err := s.node.Read(ctx, conclavev1.Consistency_CONSISTENCY_LINEARIZABLE, func(v *fsm.View) {
 		plan, planErr = planEnvoy(viewPolicies{v}, req)
 	})
 	if err = firstErr(err, planErr); err != nil {

@@ -33,7 +33,7 @@ type envoyClockNode struct {
 	now atomic.Int64
 
 	hookMu    sync.Mutex
-	afterRead func() // run once, after the next STALE read
+	afterRead func() // run once, after the next read
 }
 
 func (n *envoyClockNode) Apply(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, error) {
@@ -62,11 +62,9 @@ func (n *envoyClockNode) Read(ctx context.Context, c conclavev1.Consistency, fn 
 	h, err := n.localNode.Read(ctx, c, fn)
 	n.hookMu.Lock()
 	hook := n.afterRead
-	if c == conclavev1.Consistency_CONSISTENCY_STALE {
-		n.afterRead = nil
-	}
+	n.afterRead = nil
 	n.hookMu.Unlock()
-	if hook != nil && c == conclavev1.Consistency_CONSISTENCY_STALE {
+	if hook != nil {
 		hook()
 	}
 	return h, err
@@ -403,8 +401,8 @@ descriptors:
 	}
 }
 
-// A policy deleted between the mapping's stale read and the Check's apply makes the
-// request map again (from linearizable state) instead of failing.
+// A policy deleted between the mapping's read and the Check's apply makes the request
+// map again instead of failing.
 func TestEnvoy_PolicyDeletedAfterRead(t *testing.T) {
 	e := newEnvoyTest(t)
 	e.importYAML(t, envoyEdgeConfig, false)
