@@ -83,27 +83,15 @@ first, exit 1 with "leadership lost". As etcdctl elect.`,
 }
 
 func newElectionLeaderCmd(o *clientOptions) *cobra.Command {
-	var stale bool
-	cmd := &cobra.Command{
-		Use:   "leader NAME",
-		Short: "Print an election's leader (exit 1 when it has none)",
-		Args:  cobra.ExactArgs(1),
-	}
-	cmd.Flags().BoolVar(&stale, "stale", false, "read the serving node's local state (may be stale)")
-	cmd.RunE = withClient(o, func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
-		resp, err := c.Elections().Leader(ctx, &conclavev1.LeaderRequest{Name: args[0], Consistency: consistency(stale)})
-		if err != nil {
-			return err
-		}
-		if o.json() {
-			return printProto(cmd.OutOrStdout(), resp)
-		}
-		if resp.GetLeader() == nil {
-			return fmt.Errorf("election %q has no leader", args[0])
-		}
-		return printLeaderTable(cmd.OutOrStdout(), resp.GetLeader())
-	})
-	return cmd
+	return newReadCmd(o, "leader NAME", "Print an election's leader (exit 1 when it has none)",
+		func(ctx context.Context, c *client.Client, name string, cons conclavev1.Consistency) (*conclavev1.LeaderResponse, error) {
+			return c.Elections().Leader(ctx, &conclavev1.LeaderRequest{Name: name, Consistency: cons})
+		}, func(w io.Writer, name string, resp *conclavev1.LeaderResponse) error {
+			if resp.GetLeader() == nil {
+				return fmt.Errorf("election %q has no leader", name)
+			}
+			return printLeaderTable(w, resp.GetLeader())
+		})
 }
 
 func printLeaderTable(w io.Writer, l *conclavev1.Leadership) error {

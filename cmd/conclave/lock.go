@@ -157,24 +157,10 @@ func withToken(o *clientOptions, call func(ctx context.Context, c *client.Client
 }
 
 func newLockInspectCmd(o *clientOptions) *cobra.Command {
-	var stale bool
-	cmd := &cobra.Command{
-		Use:   "inspect NAME",
-		Short: "List a lock's holders, then its waiters in FIFO order",
-		Args:  cobra.ExactArgs(1),
-	}
-	cmd.Flags().BoolVar(&stale, "stale", false, "read the serving node's local state (may be stale)")
-	cmd.RunE = withClient(o, func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
-		resp, err := c.Locks().Inspect(ctx, &conclavev1.InspectRequest{Name: args[0], Consistency: consistency(stale)})
-		if err != nil {
-			return err
-		}
-		if o.json() {
-			return printProto(cmd.OutOrStdout(), resp)
-		}
-		return printLockTable(cmd.OutOrStdout(), resp)
-	})
-	return cmd
+	return newReadCmd(o, "inspect NAME", "List a lock's holders, then its waiters in FIFO order",
+		func(ctx context.Context, c *client.Client, name string, cons conclavev1.Consistency) (*conclavev1.InspectResponse, error) {
+			return c.Locks().Inspect(ctx, &conclavev1.InspectRequest{Name: name, Consistency: cons})
+		}, func(w io.Writer, _ string, resp *conclavev1.InspectResponse) error { return printLockTable(w, resp) })
 }
 
 // printLockTable writes a lock's holders, then its waiters in order, one a row.

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/conclave-dev/conclave/client"
+	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 )
 
 // Output formats of the client commands.
@@ -91,6 +92,28 @@ func withClient(o *clientOptions, fn func(ctx context.Context, cmd *cobra.Comman
 		defer done()
 		return fn(ctx, cmd, c, args)
 	}
+}
+
+// newReadCmd builds a command "VERB NAME" that reads one thing — linearizable, or the
+// serving node's local state with --stale — and prints it with table, or as JSON with
+// -o json.
+func newReadCmd[R proto.Message](o *clientOptions, use, short string,
+	read func(ctx context.Context, c *client.Client, name string, cons conclavev1.Consistency) (R, error),
+	table func(w io.Writer, name string, resp R) error) *cobra.Command {
+	var stale bool
+	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(1)}
+	cmd.Flags().BoolVar(&stale, "stale", false, "read the serving node's local state (may be stale)")
+	cmd.RunE = withClient(o, func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
+		resp, err := read(ctx, c, args[0], consistency(stale))
+		if err != nil {
+			return err
+		}
+		if o.json() {
+			return printProto(cmd.OutOrStdout(), resp)
+		}
+		return table(cmd.OutOrStdout(), args[0], resp)
+	})
+	return cmd
 }
 
 // printProto writes m as indented protojson followed by a newline.

@@ -436,24 +436,12 @@ func newRateLimitPolicyPutCmd(o *clientOptions) *cobra.Command {
 }
 
 func newRateLimitPolicyGetCmd(o *clientOptions) *cobra.Command {
-	var stale bool
-	cmd := &cobra.Command{
-		Use:   "get NAME",
-		Short: "Print a stored policy",
-		Args:  cobra.ExactArgs(1),
-	}
-	cmd.Flags().BoolVar(&stale, "stale", false, "read the serving node's local state (may be stale)")
-	cmd.RunE = withClient(o, func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
-		resp, err := c.RateLimits().GetPolicy(ctx, &conclavev1.GetPolicyRequest{Name: args[0], Consistency: consistency(stale)})
-		if err != nil {
-			return err
-		}
-		if o.json() {
-			return printProto(cmd.OutOrStdout(), resp)
-		}
-		return printPolicyTable(cmd.OutOrStdout(), []*conclavev1.RateLimitPolicy{resp.GetPolicy()})
-	})
-	return cmd
+	return newReadCmd(o, "get NAME", "Print a stored policy",
+		func(ctx context.Context, c *client.Client, name string, cons conclavev1.Consistency) (*conclavev1.GetPolicyResponse, error) {
+			return c.RateLimits().GetPolicy(ctx, &conclavev1.GetPolicyRequest{Name: name, Consistency: cons})
+		}, func(w io.Writer, _ string, resp *conclavev1.GetPolicyResponse) error {
+			return printPolicyTable(w, []*conclavev1.RateLimitPolicy{resp.GetPolicy()})
+		})
 }
 
 func newRateLimitPolicyListCmd(o *clientOptions) *cobra.Command {
