@@ -42,7 +42,9 @@ func TestE2E_ElectionSurvivesFailover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	newSession := func() *client.Session {
-		s, err := c.client(c.endpoints()...).NewSession(ctx, 3*time.Second)
+		// Longer than a failover can take (an election may need two rounds): the client
+		// only trusts a session it renewed within its TTL.
+		s, err := c.client(c.endpoints()...).NewSession(ctx, 10*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
