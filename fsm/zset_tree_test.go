@@ -1,0 +1,597 @@
+package fsm
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+)
+
+// zsetSeed is random_test.go's testSeed for this internal test package: the default seed
+// unless SEED is set, logged so that a failure can be replayed.
+func zsetSeed(t testing.TB) uint64 {
+	t.Helper()
+	seed := uint64(20260417)
+	if v := os.Getenv("SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("SEED=%q: %v", v, err)
+		}
+		seed = n
+	}
+	t.Logf("SEED=%d (set SEED to replay)", seed)
+	return seed
+}
+
+// zsetModel is the naive reference: a sorted slice and a member lookup.
+type zsetModel struct {
+	sorted []zsetEntry
+	byName map[string]zsetEntry // lookups only; never iterated
+}
+
+func newZsetModel() *zsetModel { return &zsetModel{byName: map[string]zsetEntry{}} }
+
+func (m *zsetModel) clone() *zsetModel {
+	c := &zsetModel{sorted: slices.Clone(m.sorted), byName: make(map[string]zsetEntry, len(m.byName))}
+	for _, e := range m.sorted {
+		c.byName[e.member] = e
+	}
+	return c
+}
+
+// seek is the rank of the first entry >= e.
+func (m *zsetModel) seek(e zsetEntry) int {
+	return sort.Search(len(m.sorted), func(i int) bool { return zsetCompare(m.sorted[i], e) >= 0 })
+}
+
+func (m *zsetModel) add(member string, score float64, tie uint64) (float64, bool) {
+	if score == 0 {
+		score = 0
+	}
+	prev, ok := m.byName[member]
+	if ok && prev.score == score {
+		return prev.score, true
+	}
+	if ok {
+		i := m.seek(prev)
+		m.sorted = slices.Delete(m.sorted, i, i+1)
+	}
+	e := zsetEntry{score, tie, member}
+	i := m.seek(e)
+	m.sorted = slices.Insert(m.sorted, i, e)
+	m.byName[member] = e
+	return prev.score, ok
+}
+
+func (m *zsetModel) remove(member string) (float64, bool) {
+	prev, ok := m.byName[member]
+	if !ok {
+		return 0, false
+	}
+	i := m.seek(prev)
+	m.sorted = slices.Delete(m.sorted, i, i+1)
+	delete(m.byName, member)
+	return prev.score, true
+}
+
+// checkZsetTree verifies the tree's invariants: order, fill, counts and length.
+func checkZsetTree(t *testing.T, tr *zsetTree) {
+	t.Helper()
+	if tr.root == nil {
+		if tr.length != 0 {
+			t.Fatalf("empty tree with length %d", tr.length)
+		}
+		return
+	}
+	var prev *zsetEntry
+	var walk func(n *zsetNode, depth int, isRoot bool) (count, height int)
+	walk = func(n *zsetNode, depth int, isRoot bool) (int, int) {
+		if n.n > zsetMaxItems || (!isRoot && n.n < zsetMinItems) || n.n == 0 {
+			t.Fatalf("node with %d entries at depth %d", n.n, depth)
+		}
+		for _, e := range n.items[n.n:] {
+			if e != (zsetEntry{}) {
+				t.Fatalf("unused slot holds %v", e)
+			}
+		}
+		visit := func(e zsetEntry) {
+			if math.IsNaN(e.score) || math.Signbit(e.score) && e.score == 0 {
+				t.Fatalf("stored score %v", e.score)
+			}
+			if prev != nil && tr.compare(*prev, e) >= 0 {
+				t.Fatalf("out of order: %v then %v", *prev, e)
+			}
+			prev = &e
+		}
+		if n.kids == nil {
+			for _, e := range n.items[:n.n] {
+				visit(e)
+			}
+			return n.n, 1
+		}
+		count, height := n.n, -1
+		for k := 0; k <= n.n; k++ {
+			c, h := walk(n.kids.children[k], depth+1, false)
+			if c != n.kids.counts[k] {
+				t.Fatalf("counts[%d] = %d, subtree holds %d", k, n.kids.counts[k], c)
+			}
+			if height >= 0 && h != height {
+				t.Fatalf("uneven heights %d and %d", height, h)
+			}
+			height = h
+			count += c
+			if k < n.n {
+				visit(n.items[k])
+			}
+		}
+		for k := n.n + 1; k <= zsetMaxItems; k++ {
+			if n.kids.children[k] != nil || n.kids.counts[k] != 0 {
+				t.Fatalf("unused child slot %d is set", k)
+			}
+		}
+		return count, height + 1
+	}
+	if c, _ := walk(tr.root, 0, true); c != tr.length {
+		t.Fatalf("length %d, tree holds %d", tr.length, c)
+	}
+}
+
+// checkZsetSame compares a zset in full with its model.
+func checkZsetSame(t *testing.T, z *zset, m *zsetModel) {
+	t.Helper()
+	checkZsetTree(t, z.byRank)
+	checkZsetTree(t, z.byMember)
+	if z.Len() != len(m.sorted) || z.byMember.len() != len(m.sorted) {
+		t.Fatalf("Len %d, by member %d, model %d", z.Len(), z.byMember.len(), len(m.sorted))
+	}
+	var got []zsetEntry
+	z.byRank.ascend(0, func(e zsetEntry) bool { got = append(got, e); return true })
+	if !slices.Equal(got, m.sorted) {
+		t.Fatalf("ascend differs from the model:\n got %v\nwant %v", got, m.sorted)
+	}
+	got = got[:0]
+	z.byRank.descend(z.Len()-1, func(e zsetEntry) bool { got = append(got, e); return true })
+	slices.Reverse(got)
+	if !slices.Equal(got, m.sorted) {
+		t.Fatalf("descend differs from the model")
+	}
+	z.byMember.ascend(0, func(e zsetEntry) bool {
+		if want := m.byName[e.member]; e != want {
+			t.Fatalf("by member %v, model %v", e, want)
+		}
+		return true
+	})
+}
+
+// zsetScores are drawn from to force ties, signed zeros and infinities.
+var zsetScores = []float64{math.Inf(-1), -1e300, -2.5, -1, math.Copysign(0, -1), 0, 5e-324, 1, 1.5, 2, 1e300, math.Inf(1)}
+
+func randZsetScore(r *rand.Rand) float64 {
+	if r.IntN(3) == 0 {
+		return float64(r.IntN(2000)-1000) / 8
+	}
+	return zsetScores[r.IntN(len(zsetScores))]
+}
+
+func randZsetEntry(r *rand.Rand, members int) zsetEntry {
+	return zsetEntry{randZsetScore(r), uint64(r.IntN(3)), "m" + strconv.Itoa(r.IntN(members))}
+}
+
+// TestZsetTree_AgainstModel drives sorted sets and their clones with seeded random
+// operations and checks every answer against a sorted slice. Clones are written too,
+// so independence is checked both ways.
+func TestZsetTree_AgainstModel(t *testing.T) {
+	seed := zsetSeed(t)
+	steps := 60000
+	if testing.Short() {
+		steps = 15000
+	}
+	r := rand.New(rand.NewPCG(seed, 0x2d5e7))
+	type world struct {
+		z *zset
+		m *zsetModel
+	}
+	worlds := []world{{newZset(), newZsetModel()}}
+	// Members vary over phases so the trees grow to several levels and shrink again.
+	members := 3000
+	for step := 0; step < steps; step++ {
+		if step%10000 == 0 {
+			members = []int{3000, 8000, 200, 5000, 50, 4000}[step/10000%6]
+		}
+		w := worlds[len(worlds)-1]
+		if r.IntN(8) == 0 {
+			w = worlds[r.IntN(len(worlds))]
+		}
+		z, m := w.z, w.m
+		n := len(m.sorted)
+		member := "m" + strconv.Itoa(r.IntN(members))
+		switch op := r.IntN(100); {
+		case op < 40: // add or change a score
+			score, tie := randZsetScore(r), uint64(r.IntN(3))
+			old, existed := z.Add(member, score, tie)
+			wantOld, wantExisted := m.add(member, score, tie)
+			if existed != wantExisted || existed && old != wantOld {
+				t.Fatalf("step %d: Add(%q, %v) = %v, %v; want %v, %v", step, member, score, old, existed, wantOld, wantExisted)
+			}
+		case op < 55 || op < 75 && members < 1000: // remove (more often in small phases)
+			if n > 0 && r.IntN(2) == 0 {
+				member = m.sorted[r.IntN(n)].member // a present one, so sets shrink
+			}
+			old, ok := z.Remove(member)
+			wantOld, wantOk := m.remove(member)
+			if ok != wantOk || old != wantOld {
+				t.Fatalf("step %d: Remove(%q) = %v, %v; want %v, %v", step, member, old, ok, wantOld, wantOk)
+			}
+		case op < 62: // score and rank by member
+			e, ok := m.byName[member]
+			if s, got := z.Score(member); got != ok || s != e.score {
+				t.Fatalf("step %d: Score(%q) = %v, %v; want %v, %v", step, member, s, got, e.score, ok)
+			}
+			rank, got := z.Rank(member)
+			if got != ok || ok && rank != m.seek(e) {
+				t.Fatalf("step %d: Rank(%q) = %d, %v; want %d, %v", step, member, rank, got, m.seek(e), ok)
+			}
+		case op < 68: // entry at rank, including out of range
+			i := r.IntN(n+2) - 1
+			e, ok := z.byRank.at(i)
+			if wantOk := i >= 0 && i < n; ok != wantOk || ok && e != m.sorted[i] {
+				t.Fatalf("step %d: at(%d) = %v, %v", step, i, e, ok)
+			}
+		case op < 76: // seek and count between bounds
+			lo, hi := randZsetEntry(r, members), randZsetEntry(r, members)
+			if lo.score == 0 {
+				lo.score = 0 // bounds come from callers that normalise too
+			}
+			got, found := z.byRank.seek(lo)
+			want := m.seek(lo)
+			wantFound := want < n && m.sorted[want] == lo
+			if got != want || found != wantFound {
+				t.Fatalf("step %d: seek(%v) = %d, %v; want %d, %v", step, lo, got, found, want, wantFound)
+			}
+			if c, want := z.byRank.countBetween(lo, hi), max(m.seek(hi)-m.seek(lo), 0); c != want {
+				t.Fatalf("step %d: countBetween(%v, %v) = %d; want %d", step, lo, hi, c, want)
+			}
+		case op < 82: // score bounds
+			s, excl := randZsetScore(r), r.IntN(2) == 0
+			want := sort.Search(n, func(i int) bool {
+				if excl {
+					return m.sorted[i].score > s
+				}
+				return m.sorted[i].score >= s
+			})
+			if got := z.byRank.scoreRank(s, excl); got != want {
+				t.Fatalf("step %d: scoreRank(%v, %v) = %d; want %d", step, s, excl, got, want)
+			}
+		case op < 90: // iteration both ways from a rank, with a limit
+			from, limit := r.IntN(n+2)-1, r.IntN(40)
+			var got []zsetEntry
+			z.byRank.ascend(from, func(e zsetEntry) bool { got = append(got, e); return len(got) < limit })
+			want := m.sorted[min(max(from, 0), n):]
+			want = want[:min(len(want), max(limit, 1))]
+			if !slices.Equal(got, want) {
+				t.Fatalf("step %d: ascend(%d) limit %d = %v; want %v", step, from, limit, got, want)
+			}
+			got = got[:0]
+			z.byRank.descend(from, func(e zsetEntry) bool { got = append(got, e); return len(got) < limit })
+			want = slices.Clone(m.sorted[:max(min(from+1, n), 0)])
+			slices.Reverse(want)
+			want = want[:min(len(want), max(limit, 1))]
+			if !slices.Equal(got, want) {
+				t.Fatalf("step %d: descend(%d) limit %d = %v; want %v", step, from, limit, got, want)
+			}
+		case op < 93: // the tree refuses duplicates and absent deletes
+			if n > 0 {
+				e := m.sorted[r.IntN(n)]
+				if prev, replaced := z.byRank.set(e); !replaced || prev != e {
+					t.Fatalf("step %d: set of present %v = %v, %v", step, e, prev, replaced)
+				}
+			}
+			if e := randZsetEntry(r, members); m.byName[e.member] != e && z.byRank.delete(e) {
+				t.Fatalf("step %d: delete of absent %v succeeded", step, e)
+			}
+		case op < 96: // clone this world; keep a few
+			worlds = append(worlds, world{z.Clone(), m.clone()})
+			if len(worlds) > 5 {
+				worlds = worlds[1:]
+			}
+		default:
+			checkZsetSame(t, z, m)
+		}
+		if step%2500 == 0 {
+			for _, w := range worlds {
+				checkZsetSame(t, w.z, w.m)
+			}
+		}
+	}
+	for _, w := range worlds {
+		checkZsetSame(t, w.z, w.m)
+	}
+}
+
+// TestZsetTree_Sequential fills and drains in order, the shapes random tests rarely
+// make: appends at the end, deletes from the front, and a clone taken midway.
+func TestZsetTree_Sequential(t *testing.T) {
+	z, m := newZset(), newZsetModel()
+	var snap *zset
+	var snapModel *zsetModel
+	for i := range 20000 {
+		name := fmt.Sprintf("p%05d", i)
+		z.Add(name, float64(i), 0)
+		m.add(name, float64(i), 0)
+		if i == 10000 {
+			snap, snapModel = z.Clone(), m.clone()
+		}
+	}
+	checkZsetSame(t, z, m)
+	for i := range 19990 {
+		name := fmt.Sprintf("p%05d", i)
+		z.Remove(name)
+		m.remove(name)
+	}
+	checkZsetSame(t, z, m)
+	checkZsetSame(t, snap, snapModel)
+}
+
+// TestZsetTree_Deep builds a tree four levels deep (appends leave nodes 3/4 full), then
+// deletes 95% of it in random order, so deletes reach interior nodes of every level and
+// nodes merge and borrow all the way up; it checks against the model at checkpoints and
+// against a clone taken before the deletes.
+func TestZsetTree_Deep(t *testing.T) {
+	seed := zsetSeed(t)
+	r := rand.New(rand.NewPCG(seed, 0xdee9))
+	n := 200_000
+	if testing.Short() {
+		n = 60_000
+	}
+	z, m := newZset(), newZsetModel()
+	for i := range n {
+		e := zsetEntry{float64(i / 3), uint64(i % 3), "d" + strconv.Itoa(i)}
+		z.Add(e.member, e.score, e.tie)
+		m.sorted = append(m.sorted, e) // appended in order
+		m.byName[e.member] = e
+	}
+	if h := zsetHeight(z.byRank); h < 3 {
+		t.Fatalf("height %d; want at least 3", h)
+	}
+	checkZsetSame(t, z, m)
+	snap, snapModel := z.Clone(), m.clone()
+	gone := make([]bool, n)
+	order := r.Perm(n)[:n*95/100]
+	for i, k := range order {
+		e := m.sorted[k]
+		rank, ok := z.Rank(e.member)
+		if at, _ := z.byRank.at(rank); !ok || at != e {
+			t.Fatalf("Rank(%q) = %d, %v; at that rank is %v", e.member, rank, ok, at)
+		}
+		if _, ok := z.Remove(e.member); !ok {
+			t.Fatalf("Remove(%q) found nothing", e.member)
+		}
+		gone[k] = true
+		if i%(len(order)/4) == 0 || i == len(order)-1 {
+			want := newZsetModel()
+			for j, e := range m.sorted {
+				if !gone[j] {
+					want.sorted = append(want.sorted, e)
+					want.byName[e.member] = e
+				}
+			}
+			checkZsetSame(t, z, want)
+		}
+	}
+	checkZsetSame(t, snap, snapModel)
+}
+
+func zsetHeight(tr *zsetTree) int {
+	h := 0
+	for n := tr.root; n != nil; h++ {
+		if n.kids == nil {
+			return h + 1
+		}
+		n = n.kids.children[0]
+	}
+	return h
+}
+
+// TestZset_SignedZeroAndTies pins the small rules: -0 is stored as +0, an unchanged score
+// keeps the old tie, and ties order by tie then member.
+func TestZset_SignedZeroAndTies(t *testing.T) {
+	z := newZset()
+	z.Add("b", math.Copysign(0, -1), 0)
+	if s, _ := z.Score("b"); math.Signbit(s) {
+		t.Fatalf("Score = %v; want +0", s)
+	}
+	z.Add("a", 0, 0)
+	if r, _ := z.Rank("a"); r != 0 {
+		t.Fatalf("Rank(a) = %d; want 0 (lexicographic tie)", r)
+	}
+	z.Add("c", 7, 1)
+	z.Add("d", 7, 2)
+	if old, existed := z.Add("c", 7, 3); !existed || old != 7 {
+		t.Fatalf("Add same score = %v, %v", old, existed)
+	}
+	if e, _ := z.Entry("c"); e.tie != 1 {
+		t.Fatalf("tie = %d; want the first arrival, 1", e.tie)
+	}
+	if r, _ := z.Rank("c"); r != 2 {
+		t.Fatalf("Rank(c) = %d; want 2", r)
+	}
+}
+
+// Benchmarks over one sorted set of zsetBenchN members, built once. Run them with
+//
+//	go test ./fsm/ -run '^$' -bench Zset -benchtime 2000000x -count 3
+const zsetBenchN = 1_000_000
+
+var (
+	zsetBenchOnce    sync.Once
+	zsetBench        *zset
+	zsetBenchMembers []string
+)
+
+func zsetBenchSet(b *testing.B) (*zset, []string) {
+	zsetBenchOnce.Do(func() {
+		zsetBenchMembers = zsetMembers(zsetBenchN)
+		r := rand.New(rand.NewPCG(1, 2))
+		zsetBench = newZset()
+		for _, m := range zsetBenchMembers {
+			zsetBench.Add(m, float64(r.IntN(10_000_000)), 0)
+		}
+	})
+	return zsetBench, zsetBenchMembers
+}
+
+func zsetMembers(n int) []string {
+	members := make([]string, n)
+	for i := range members {
+		members[i] = fmt.Sprintf("player:%08d", i)
+	}
+	return members
+}
+
+func BenchmarkZset_ScoreChange(b *testing.B) {
+	z, members := zsetBenchSet(b)
+	r := rand.New(rand.NewPCG(3, 4))
+	b.ResetTimer()
+	for b.Loop() {
+		z.Add(members[r.IntN(len(members))], float64(r.IntN(10_000_000)), 0)
+	}
+}
+
+func BenchmarkZset_AddNew(b *testing.B) {
+	z, _ := zsetBenchSet(b)
+	r := rand.New(rand.NewPCG(5, 6))
+	fresh := make([]string, 0, 1<<16)
+	for i := range cap(fresh) {
+		fresh = append(fresh, fmt.Sprintf("new:%08d", i))
+	}
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		if i == len(fresh) { // keep the set at about a million
+			b.StopTimer()
+			for _, m := range fresh {
+				z.Remove(m)
+			}
+			i = 0
+			b.StartTimer()
+		}
+		z.Add(fresh[i], float64(r.IntN(10_000_000)), 0)
+		i++
+	}
+	b.StopTimer()
+	for _, m := range fresh[:i] {
+		z.Remove(m)
+	}
+}
+
+func BenchmarkZset_Rank(b *testing.B) {
+	z, members := zsetBenchSet(b)
+	r := rand.New(rand.NewPCG(7, 8))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, ok := z.Rank(members[r.IntN(len(members))]); !ok {
+			b.Fatal("member missing")
+		}
+	}
+}
+
+func BenchmarkZset_Top10(b *testing.B) {
+	z, _ := zsetBenchSet(b)
+	top := make([]zsetEntry, 0, 10)
+	b.ResetTimer()
+	for b.Loop() {
+		top = top[:0]
+		z.byRank.descend(z.Len()-1, func(e zsetEntry) bool { top = append(top, e); return len(top) < 10 })
+	}
+	if len(top) != 10 {
+		b.Fatal(len(top))
+	}
+}
+
+// BenchmarkZset_RangeAtRank is a page of 10 from the middle: at a rank, then ascend.
+func BenchmarkZset_RangeAtRank(b *testing.B) {
+	z, _ := zsetBenchSet(b)
+	r := rand.New(rand.NewPCG(9, 10))
+	page := make([]zsetEntry, 0, 10)
+	b.ResetTimer()
+	for b.Loop() {
+		page = page[:0]
+		z.byRank.ascend(r.IntN(z.Len()-10), func(e zsetEntry) bool { page = append(page, e); return len(page) < 10 })
+	}
+}
+
+func heapInUse() uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// BenchmarkZset_Memory reports the heap a million members cost beyond their strings
+// (which are allocated before the baseline), for the whole set and for each half, with
+// random scores and with scores that arrive in increasing order. It measures one build
+// whatever b.N is; run it with -benchtime 1x.
+func BenchmarkZset_Memory(b *testing.B) {
+	for _, order := range []string{"random", "increasing"} {
+		b.Run(order, func(b *testing.B) {
+			members := zsetMembers(zsetBenchN)
+			scores := make([]float64, zsetBenchN)
+			r := rand.New(rand.NewPCG(11, 12))
+			for i := range scores {
+				scores[i] = float64(i)
+				if order == "random" {
+					scores[i] = float64(r.IntN(10_000_000))
+				}
+			}
+			base := heapInUse()
+			z := newZset()
+			for i, m := range members {
+				z.Add(m, scores[i], 0)
+			}
+			whole := float64(heapInUse()-base) / zsetBenchN
+			z.byMember = nil
+			rank := float64(heapInUse()-base) / zsetBenchN
+			runtime.KeepAlive(z)
+			runtime.KeepAlive(members) // the strings' headers are in the baseline
+			runtime.KeepAlive(scores)
+			b.ReportMetric(whole, "B/member")
+			b.ReportMetric(rank, "rank-B/member")
+			b.ReportMetric(whole-rank, "member-B/member")
+		})
+	}
+}
+
+// BenchmarkZset_MemberLookup and BenchmarkZset_SeekEntry split Rank into its two halves:
+// finding the member's entry, and the entry's rank.
+func BenchmarkZset_MemberLookup(b *testing.B) {
+	z, members := zsetBenchSet(b)
+	r := rand.New(rand.NewPCG(7, 8))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, ok := z.Entry(members[r.IntN(len(members))]); !ok {
+			b.Fatal("member missing")
+		}
+	}
+}
+
+func BenchmarkZset_SeekEntry(b *testing.B) {
+	z, _ := zsetBenchSet(b)
+	r := rand.New(rand.NewPCG(7, 8))
+	entries := make([]zsetEntry, 1<<16)
+	for i := range entries {
+		entries[i], _ = z.byRank.at(r.IntN(z.Len()))
+	}
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		z.byRank.seek(entries[i&(len(entries)-1)])
+		i++
+	}
+}
