@@ -7,7 +7,7 @@ import (
 )
 
 // zsetTree is a counted, copy-on-write B-tree of zsetEntry, in the total order (score,
-// tie, member) for a sorted set's ranks, or by member alone for its member index. Each interior node keeps the number
+// tie, member) for a sorted set's ranks. Each interior node keeps the number
 // of entries under each child, so insert, delete, rank, entry-at-rank and seek are all
 // O(log n), and iteration can start at any rank.
 //
@@ -28,9 +28,6 @@ type zsetTree struct {
 	isoid  uint64
 	root   *zsetNode
 	length int
-	// byMember orders the tree by member alone: a sorted set's member index. Its counts
-	// are kept but not needed.
-	byMember bool
 }
 
 // zsetEntry is one member of a sorted set with its score and tie-breaker. tie is 0 when
@@ -56,14 +53,6 @@ func zsetCompare(a, b zsetEntry) int {
 		return 1
 	}
 	return strings.Compare(a.member, b.member)
-}
-
-// compare is the tree's order: zsetCompare, or member alone for a member index.
-func (t *zsetTree) compare(a, b zsetEntry) int {
-	if t.byMember {
-		return strings.Compare(a.member, b.member)
-	}
-	return zsetCompare(a, b)
 }
 
 // zsetMaxItems is the node capacity, chosen by the benchmarks in zset_tree_test.go:
@@ -95,9 +84,6 @@ var zsetIsoSeq atomic.Uint64
 
 func newZsetTree() *zsetTree { return &zsetTree{isoid: zsetIsoSeq.Add(1)} }
 
-// newZsetMemberTree returns a tree ordered by member alone.
-func newZsetMemberTree() *zsetTree { return &zsetTree{isoid: zsetIsoSeq.Add(1), byMember: true} }
-
 // len is the number of entries.
 func (t *zsetTree) len() int { return t.length }
 
@@ -105,7 +91,7 @@ func (t *zsetTree) len() int { return t.length }
 // them writes to it.
 func (t *zsetTree) clone() *zsetTree {
 	t.isoid = zsetIsoSeq.Add(1)
-	return &zsetTree{isoid: zsetIsoSeq.Add(1), root: t.root, length: t.length, byMember: t.byMember}
+	return &zsetTree{isoid: zsetIsoSeq.Add(1), root: t.root, length: t.length}
 }
 
 // mut returns *p, first copying it if another tree may share it.
@@ -128,7 +114,7 @@ func (t *zsetTree) search(n *zsetNode, e zsetEntry) (int, bool) {
 	lo, hi := 0, n.n
 	for lo < hi {
 		h := int(uint(lo+hi) >> 1)
-		c := t.compare(n.items[h], e)
+		c := zsetCompare(n.items[h], e)
 		if c == 0 {
 			return h, true
 		}
@@ -184,7 +170,7 @@ func (t *zsetTree) setAt(n *zsetNode, e zsetEntry) (zsetEntry, bool) {
 	child := t.mut(&n.kids.children[i])
 	if child.n == zsetMaxItems {
 		t.split(n, i, e)
-		switch c := t.compare(e, n.items[i]); {
+		switch c := zsetCompare(e, n.items[i]); {
 		case c == 0:
 			prev := n.items[i]
 			n.items[i] = e
@@ -208,9 +194,9 @@ func (t *zsetTree) setAt(n *zsetNode, e zsetEntry) (zsetEntry, bool) {
 func (t *zsetTree) split(n *zsetNode, i int, e zsetEntry) {
 	left := n.kids.children[i]
 	mid := zsetMaxItems / 2
-	if t.compare(e, left.items[zsetMaxItems-1]) > 0 {
+	if zsetCompare(e, left.items[zsetMaxItems-1]) > 0 {
 		mid = zsetMaxItems - 1 - zsetMinItems
-	} else if t.compare(e, left.items[0]) < 0 {
+	} else if zsetCompare(e, left.items[0]) < 0 {
 		mid = zsetMinItems
 	}
 	right := &zsetNode{isoid: t.isoid, n: zsetMaxItems - mid - 1}
@@ -388,8 +374,7 @@ func (t *zsetTree) seek(e zsetEntry) (int, bool) {
 	return rank, false
 }
 
-// get returns the stored entry that compares equal to e: in a member index, the entry
-// of e.member.
+// get returns the stored entry that compares equal to e.
 func (t *zsetTree) get(e zsetEntry) (zsetEntry, bool) {
 	for n := t.root; n != nil; {
 		i, found := t.search(n, e)

@@ -104,7 +104,7 @@ func checkZsetTree(t *testing.T, tr *zsetTree) {
 			if math.IsNaN(e.score) || math.Signbit(e.score) && e.score == 0 {
 				t.Fatalf("stored score %v", e.score)
 			}
-			if prev != nil && tr.compare(*prev, e) >= 0 {
+			if prev != nil && zsetCompare(*prev, e) >= 0 {
 				t.Fatalf("out of order: %v then %v", *prev, e)
 			}
 			prev = &e
@@ -142,11 +142,73 @@ func checkZsetTree(t *testing.T, tr *zsetTree) {
 	}
 }
 
+// checkZsetIndex verifies a member index's invariants: order by (hash, member), stored
+// hashes, fill, even height and length.
+func checkZsetIndex(t *testing.T, ix *zsetIndex) {
+	t.Helper()
+	if ix.root == nil {
+		if ix.length != 0 {
+			t.Fatalf("empty index with length %d", ix.length)
+		}
+		return
+	}
+	var prev *zsetEntry
+	var prevHash uint64
+	var walk func(n *zsetIndexNode, depth int, isRoot bool) (count, height int)
+	walk = func(n *zsetIndexNode, depth int, isRoot bool) (int, int) {
+		if n.n > zsetIndexMax || (!isRoot && n.n < zsetIndexMin) || n.n == 0 {
+			t.Fatalf("index node with %d entries at depth %d", n.n, depth)
+		}
+		for i := n.n; i < zsetIndexMax; i++ {
+			if n.items[i] != (zsetEntry{}) || n.hashes[i] != 0 {
+				t.Fatalf("unused index slot %d holds %v, %x", i, n.items[i], n.hashes[i])
+			}
+		}
+		visit := func(i int) {
+			e, h := n.items[i], n.hashes[i]
+			if h != zsetHash(e.member) {
+				t.Fatalf("stored hash %x of %q; want %x", h, e.member, zsetHash(e.member))
+			}
+			if prev != nil && (prevHash > h || prevHash == h && prev.member >= e.member) {
+				t.Fatalf("index out of order: %v then %v", *prev, e)
+			}
+			prev, prevHash = &e, h
+		}
+		if n.kids == nil {
+			for i := range n.n {
+				visit(i)
+			}
+			return n.n, 1
+		}
+		count, height := n.n, -1
+		for k := 0; k <= n.n; k++ {
+			c, h := walk(n.kids[k], depth+1, false)
+			if height >= 0 && h != height {
+				t.Fatalf("uneven index heights %d and %d", height, h)
+			}
+			height = h
+			count += c
+			if k < n.n {
+				visit(k)
+			}
+		}
+		for k := n.n + 1; k <= zsetIndexMax; k++ {
+			if n.kids[k] != nil {
+				t.Fatalf("unused index child slot %d is set", k)
+			}
+		}
+		return count, height + 1
+	}
+	if c, _ := walk(ix.root, 0, true); c != ix.length {
+		t.Fatalf("index length %d, holds %d", ix.length, c)
+	}
+}
+
 // checkZsetSame compares a zset in full with its model.
 func checkZsetSame(t *testing.T, z *zset, m *zsetModel) {
 	t.Helper()
 	checkZsetTree(t, z.byRank)
-	checkZsetTree(t, z.byMember)
+	checkZsetIndex(t, z.byMember)
 	if z.Len() != len(m.sorted) || z.byMember.len() != len(m.sorted) {
 		t.Fatalf("Len %d, by member %d, model %d", z.Len(), z.byMember.len(), len(m.sorted))
 	}
@@ -161,12 +223,17 @@ func checkZsetSame(t *testing.T, z *zset, m *zsetModel) {
 	if !slices.Equal(got, m.sorted) {
 		t.Fatalf("descend differs from the model")
 	}
-	z.byMember.ascend(0, func(e zsetEntry) bool {
+	seen := 0
+	z.byMember.ascend(func(e zsetEntry) bool {
 		if want := m.byName[e.member]; e != want {
 			t.Fatalf("by member %v, model %v", e, want)
 		}
+		seen++
 		return true
 	})
+	if seen != len(m.sorted) {
+		t.Fatalf("index holds %d entries, model %d", seen, len(m.sorted))
+	}
 }
 
 // zsetScores are drawn from to force ties, signed zeros and infinities.
