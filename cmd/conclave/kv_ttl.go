@@ -54,11 +54,7 @@ func newKVExpireCmd(o *clientOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if o.json() {
-			return printProto(cmd.OutOrStdout(), resp)
-		}
-		fmt.Fprintln(cmd.OutOrStdout(), "OK")
-		return nil
+		return o.printOK(cmd.OutOrStdout(), resp)
 	})
 	return cmd
 }

@@ -148,11 +148,7 @@ func withToken(o *clientOptions, call func(ctx context.Context, c *client.Client
 		if err != nil {
 			return err
 		}
-		if o.json() {
-			return printProto(cmd.OutOrStdout(), resp)
-		}
-		fmt.Fprintln(cmd.OutOrStdout(), "OK")
-		return nil
+		return o.printOK(cmd.OutOrStdout(), resp)
 	})
 }
 

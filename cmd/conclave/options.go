@@ -116,6 +116,15 @@ func newReadCmd[R proto.Message](o *clientOptions, use, short string,
 	return cmd
 }
 
+// printOK prints a write's answer: "OK", or the response as JSON with -o json.
+func (o *clientOptions) printOK(w io.Writer, resp proto.Message) error {
+	if o.json() {
+		return printProto(w, resp)
+	}
+	_, err := fmt.Fprintln(w, "OK")
+	return err
+}
+
 // printProto writes m as indented protojson followed by a newline.
 func printProto(w io.Writer, m proto.Message) error {
 	b, err := protojson.Marshal(m)
