@@ -75,7 +75,10 @@ type gen struct {
 	ids      []string
 	sessions []uint64  // indexes of valid SessionCreate commands (retried ones never existed)
 	acquires []lockRef // LockAcquire commands: their index is the token of those granted at once
-	proclaim *lockRef  // an acquire whose hold, if granted at once, the next lock command proclaims
+	// followUp is an acquire whose hold, if granted at once, the next lock command
+	// proclaims (or, with release set, releases): pairs that succeed often enough.
+	followUp *lockRef
+	release  bool
 	checks   []uint64  // indexes of rate-limit Checks: the slots they may have acquired
 }
 
@@ -271,9 +274,13 @@ func (g *gen) attributes() []*fsmv1.Attribute {
 func (g *gen) lock(c *fsmv1.Command) {
 	name := string(rune('A' + g.r.IntN(3)))
 	recent := func() uint64 { return g.index - uint64(g.r.IntN(int(min(g.index, 40)))) }
-	if ref := g.proclaim; ref != nil {
-		g.proclaim = nil
-		c.Op = &fsmv1.Command_LockProclaim{LockProclaim: &fsmv1.LockProclaim{Name: ref.name, Token: ref.index, Value: g.value()}}
+	if ref := g.followUp; ref != nil {
+		g.followUp = nil
+		if g.release {
+			c.Op = &fsmv1.Command_LockRelease{LockRelease: &fsmv1.LockRelease{Name: ref.name, Token: ref.index}}
+		} else {
+			c.Op = &fsmv1.Command_LockProclaim{LockProclaim: &fsmv1.LockProclaim{Name: ref.name, Token: ref.index, Value: g.value()}}
+		}
 		return
 	}
 	switch w := g.r.IntN(100); {
@@ -289,8 +296,8 @@ func (g *gen) lock(c *fsmv1.Command) {
 		}
 		ref := lockRef{name, g.index}
 		g.acquires = append(g.acquires, ref)
-		if g.r.IntN(4) == 0 {
-			g.proclaim = &ref
+		if w := g.r.IntN(8); w < 4 {
+			g.followUp, g.release = &ref, w == 0
 		}
 		c.Op = &fsmv1.Command_LockAcquire{LockAcquire: op}
 	case w < 85:
