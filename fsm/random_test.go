@@ -79,7 +79,7 @@ type gen struct {
 	// proclaims (or, with release set, releases): pairs that succeed often enough.
 	followUp *lockRef
 	release  bool
-	checks   []uint64  // indexes of rate-limit Checks: the slots they may have acquired
+	checks   []uint64 // indexes of rate-limit Checks: the slots they may have acquired
 }
 
 type lockRef struct {
