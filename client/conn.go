@@ -51,8 +51,7 @@ func (f *failoverConn) Invoke(ctx context.Context, method string, args, reply an
 		if !retry || status.Code(err) != codes.Unavailable {
 			return toError(ctx, err)
 		}
-		next := (i + 1) % uint32(len(f.conns))
-		f.current.CompareAndSwap(i, next)
+		next := f.advance(i)
 		f.log.Debug("call unavailable, failing over",
 			zap.String("method", method),
 			zap.String("endpoint", f.endpoints[i]),
@@ -60,14 +59,30 @@ func (f *failoverConn) Invoke(ctx context.Context, method string, args, reply an
 			zap.Int("attempt", attempt),
 			zap.Error(err))
 
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, delay) {
 			return toError(ctx, err)
-		case <-t.C:
 		}
 		delay = min(2*delay, retryMaxDelay)
+	}
+}
+
+// advance moves the next calls from endpoint from to the one after it, unless another
+// call already moved them, and returns the one after from.
+func (f *failoverConn) advance(from uint32) uint32 {
+	next := (from + 1) % uint32(len(f.conns))
+	f.current.CompareAndSwap(from, next)
+	return next
+}
+
+// sleep waits d, or until ctx ends; it reports whether the whole wait passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -80,14 +95,12 @@ func (f *failoverConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, met
 	return &typedStream{ClientStream: cs, ctx: ctx}, nil
 }
 
-// failover moves the next calls and streams to the next endpoint when err says the
-// current one is unavailable; a stream's owner calls it before re-opening the stream.
-func (f *failoverConn) failover(err error) {
-	if !errors.Is(err, ErrUnavailable) {
-		return
+// failover moves the next calls and streams on from endpoint from (where a stream was
+// opened) when err says it is unavailable; a stream's owner calls it before re-opening.
+func (f *failoverConn) failover(from uint32, err error) {
+	if errors.Is(err, ErrUnavailable) {
+		f.advance(from)
 	}
-	i := f.current.Load()
-	f.current.CompareAndSwap(i, (i+1)%uint32(len(f.conns)))
 }
 
 func (f *failoverConn) close() error { return closeAll(f.conns) }

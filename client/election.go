@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -140,6 +139,7 @@ func ObserveElection(ctx context.Context, c *Client, name string) <-chan *concla
 		sent := false
 		delay := retryBaseDelay
 		for ctx.Err() == nil {
+			at := c.conn.current.Load()
 			stream, err := c.elections.Observe(ctx, &conclavev1.ObserveRequest{Name: name})
 			for err == nil {
 				var resp *conclavev1.ObserveResponse
@@ -157,13 +157,9 @@ func ObserveElection(ctx context.Context, c *Client, name string) <-chan *concla
 					return
 				}
 			}
-			c.conn.failover(err)
-			t := time.NewTimer(delay)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			c.conn.failover(at, err)
+			if !sleep(ctx, delay) {
 				return
-			case <-t.C:
 			}
 			delay = min(2*delay, retryMaxDelay)
 		}

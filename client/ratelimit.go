@@ -191,12 +191,8 @@ func (l *Limiter) WaitN(ctx context.Context, key string, n uint64) (Verdict, err
 		if l.maxWaitStep > 0 {
 			d = min(d, l.maxWaitStep)
 		}
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, d) {
 			return v, fmt.Errorf("client: rate limit key %q: still denied (retry after %v) when the wait ended: %w", key, v.RetryAfter, ctx.Err())
-		case <-t.C:
 		}
 	}
 }

@@ -176,12 +176,8 @@ func (s *Session) renew(ctx context.Context) error {
 		if errors.Is(err, ErrNotFound) || ctx.Err() != nil {
 			return err
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, delay) {
 			return err
-		case <-t.C:
 		}
 		delay = min(2*delay, retryMaxDelay)
 	}
