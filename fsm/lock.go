@@ -216,7 +216,8 @@ func (m *Machine) lockAcquire(index uint64, now int64, op *fsmv1.LockAcquire) (*
 		m.st.putLock(l)
 		return lockResult(false, 0, index), nil
 	}
-	m.st.putLock(l) // promote may have granted waiters whose lock-delay passed
+	// Refused: nothing is stored, not even waiters whose lock-delay just passed (a failed
+	// command changes nothing; the leader's ExpireDue grants them).
 	if now < l.delayUntil {
 		return nil, newError(fsmv1.ErrorCode_ERROR_CODE_LOCK_HELD, []byte(name), "lock is in its lock-delay for %d ms more: its holder's session ended", (l.delayUntil-now+999_999)/1e6)
 	}
