@@ -14,10 +14,10 @@ const (
 	MaxRateLimitKeys = 128
 	// MaxRateLimitCost bounds a key's cost (and a CONCURRENCY Check's slots).
 	MaxRateLimitCost = 65535
-	// MaxRateLimit bounds a policy's limit and burst; MaxSlidingLimit a sliding window's
-	// limit, whose exact log of admissions is kept per key.
+	// MaxRateLimit bounds a policy's limit; MaxSlidingLimit a sliding window's limit,
+	// whose exact log of admissions is kept per key (the state machine's own cap).
 	MaxRateLimit    = 1 << 40
-	MaxSlidingLimit = 100_000
+	MaxSlidingLimit = fsm.MaxSlidingWindowLimit
 	// MaxPolicyNameBytes is the longest policy name.
 	MaxPolicyNameBytes = 256
 )
@@ -38,8 +38,8 @@ func checkPolicy(field string, p *conclavev1.RateLimitPolicy, named bool) error 
 		return invalid(at("limit"), "a sliding window keeps every admission: at most %d, got %d", MaxSlidingLimit, p.GetLimit())
 	case p.GetPeriodMs() <= 0 || p.GetPeriodMs() > fsm.MaxPolicyPeriodMs:
 		return invalid(at("period_ms"), "must be 1 to %d (10 years), got %d", int64(fsm.MaxPolicyPeriodMs), p.GetPeriodMs())
-	case p.GetBurst() > MaxRateLimit:
-		return invalid(at("burst"), "must be at most %d, got %d", uint64(MaxRateLimit), p.GetBurst())
+	case p.GetBurst() > fsm.MaxPolicyBurst:
+		return invalid(at("burst"), "must be at most %d, got %d", fsm.MaxPolicyBurst, p.GetBurst())
 	case p.GetBurst() != 0 && !isGCRA(p.GetAlgorithm()):
 		return invalid(at("burst"), "applies only to GCRA")
 	}
