@@ -91,3 +91,8 @@ func errNotFound(key []byte) *Error {
 func errCondition(key []byte, format string, args ...any) *Error {
 	return newError(fsmv1.ErrorCode_ERROR_CODE_CONDITION_FAILED, key, format, args...)
 }
+
+// errWrongType says the key holds has (e.g. "a sorted set") where the command needs want.
+func errWrongType(key []byte, has, want string) *Error {
+	return newError(fsmv1.ErrorCode_ERROR_CODE_WRONG_TYPE, key, "key holds %s, not %s", has, want)
+}

@@ -74,6 +74,18 @@ func cmd(now int64, op proto.Message) *fsmv1.Command {
 		c.Op = &fsmv1.Command_PolicyPut{PolicyPut: o}
 	case *conclavev1.DeletePolicyRequest:
 		c.Op = &fsmv1.Command_PolicyDelete{PolicyDelete: o}
+	case *conclavev1.AddRequest:
+		c.Op = &fsmv1.Command_ZsetAdd{ZsetAdd: o}
+	case *conclavev1.IncrementScoreRequest:
+		c.Op = &fsmv1.Command_ZsetIncrement{ZsetIncrement: o}
+	case *conclavev1.SortedSetServiceRemoveRequest:
+		c.Op = &fsmv1.Command_ZsetRemove{ZsetRemove: o}
+	case *conclavev1.RemoveRangeRequest:
+		c.Op = &fsmv1.Command_ZsetRemoveRange{ZsetRemoveRange: o}
+	case *fsmv1.ZsetPop:
+		c.Op = &fsmv1.Command_ZsetPop{ZsetPop: o}
+	case *fsmv1.ZsetStore:
+		c.Op = &fsmv1.Command_ZsetStore{ZsetStore: o}
 	default:
 		panic(fmt.Sprintf("cmd: unsupported op %T", op))
 	}
@@ -180,6 +192,20 @@ func dump(m *fsm.Machine, at int64) string {
 		for _, e := range kvs {
 			fmt.Fprintf(&b, "%q=%q create=%d mod=%d version=%d ttl=%d\n",
 				e.GetKey(), e.GetValue(), e.GetCreateRevision(), e.GetModRevision(), e.GetVersion(), e.GetTtlMs())
+			if e.GetType() == conclavev1.KeyType_KEY_TYPE_SORTED_SET {
+				for page := ""; ; {
+					r, err := v.ZsetRange(&conclavev1.RangeRequest{Key: e.GetKey(), PageToken: page})
+					if err != nil {
+						panic(err)
+					}
+					for _, m := range r.GetMembers() {
+						fmt.Fprintf(&b, "  %q %v\n", m.GetMember(), m.GetScore())
+					}
+					if page = r.GetNextPageToken(); page == "" {
+						break
+					}
+				}
+			}
 		}
 		fmt.Fprintf(&b, "stored=%d\n", v.KeyCount())
 		d, ok := v.NextDeadline()

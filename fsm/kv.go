@@ -146,6 +146,9 @@ func (m *Machine) increment(s *state, index uint64, now int64, req *conclavev1.I
 	var cur int64
 	ttl := req.GetTtlMs()
 	if old, ok := s.getLive(string(key), now); ok {
+		if old.zset != nil {
+			return nil, errWrongType(key, "a sorted set", "an integer")
+		}
 		n, err := strconv.ParseInt(string(old.value), 10, 64)
 		if err != nil {
 			return nil, newError(fsmv1.ErrorCode_ERROR_CODE_WRONG_TYPE, key, "value is not a base-10 64-bit integer")
@@ -199,7 +202,7 @@ func (m *Machine) expire(index uint64, now int64, req *conclavev1.ExpireRequest)
 			return nil, errCondition(key, "LT: new TTL is not less than the current one")
 		}
 	}
-	e := &entry{key: old.key, value: old.value, createRev: old.createRev, modRev: index, version: old.version + 1, expiresAt: next, session: old.session}
+	e := &entry{key: old.key, value: old.value, createRev: old.createRev, modRev: index, version: old.version + 1, expiresAt: next, session: old.session, zset: old.zset}
 	m.st.put(e)
 	return &fsmv1.Result_Expire{Expire: &conclavev1.ExpireResponse{Kv: e.toProto(now, false)}}, nil
 }

@@ -156,6 +156,18 @@ func (m *Machine) dispatch(index uint64, now int64, cmd *fsmv1.Command) *fsmv1.R
 		res.Value, err = m.policyPut(op.PolicyPut)
 	case *fsmv1.Command_PolicyDelete:
 		res.Value, err = m.policyDelete(op.PolicyDelete)
+	case *fsmv1.Command_ZsetAdd:
+		res.Value, err = m.zsetAdd(index, now, op.ZsetAdd)
+	case *fsmv1.Command_ZsetIncrement:
+		res.Value, err = m.zsetIncrement(index, now, op.ZsetIncrement)
+	case *fsmv1.Command_ZsetRemove:
+		res.Value, err = m.zsetRemove(index, now, op.ZsetRemove)
+	case *fsmv1.Command_ZsetRemoveRange:
+		res.Value, err = m.zsetRemoveRange(index, now, op.ZsetRemoveRange)
+	case *fsmv1.Command_ZsetPop:
+		res.Value, err = m.zsetPop(index, now, op.ZsetPop)
+	case *fsmv1.Command_ZsetStore:
+		res.Value, err = m.zsetStore(index, now, op.ZsetStore)
 	case nil:
 		// An empty command only advances the clock.
 	default:

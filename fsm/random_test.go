@@ -186,6 +186,10 @@ func (g *gen) command() *fsmv1.Command {
 		g.rateLimit(c)
 		return c
 	}
+	if g.r.IntN(100) < 16 {
+		g.zset(c)
+		return c
+	}
 	switch w := g.r.IntN(100); {
 	case w < 22:
 		c.Op = &fsmv1.Command_Set{Set: g.set()}
@@ -227,6 +231,93 @@ func (g *gen) command() *fsmv1.Command {
 		// an empty command: only the clock moves
 	}
 	return c
+}
+
+// zset makes a sorted-set command, mostly on keys z0..z2, sometimes on a string key.
+func (g *gen) zset(c *fsmv1.Command) {
+	key := func() []byte {
+		if g.r.IntN(8) == 0 {
+			return []byte(g.key())
+		}
+		return []byte("z" + strconv.Itoa(g.r.IntN(3)))
+	}
+	member := func() string { return "m" + strconv.Itoa(g.r.IntN(8)) }
+	score := func() float64 {
+		switch g.r.IntN(30) {
+		case 0:
+			return math.Inf(1)
+		case 1:
+			return math.Inf(-1)
+		case 2:
+			return math.Copysign(0, -1)
+		case 3:
+			return math.NaN() // invalid
+		}
+		return float64(g.r.IntN(7)) - 2
+	}
+	score2 := func() *conclavev1.ScoreBound {
+		if g.r.IntN(4) == 0 {
+			return nil
+		}
+		return &conclavev1.ScoreBound{Score: float64(g.r.IntN(7)) - 2, Exclusive: g.r.IntN(2) == 0}
+	}
+	lex := func() *conclavev1.LexBound {
+		if g.r.IntN(4) == 0 {
+			return nil
+		}
+		return &conclavev1.LexBound{Member: member(), Exclusive: g.r.IntN(2) == 0}
+	}
+	tie := conclavev1.TieBreak(g.r.IntN(4))
+	switch w := g.r.IntN(100); {
+	case w < 40:
+		req := &conclavev1.AddRequest{Key: key(), TieBreak: tie, TtlMs: g.ttl()}
+		for range 1 + g.r.IntN(3) {
+			req.Members = append(req.Members, &conclavev1.ScoredMember{Member: member(), Score: score()})
+		}
+		switch g.r.IntN(8) {
+		case 0:
+			req.IfAbsent = true
+		case 1:
+			req.IfPresent = true
+		case 2:
+			req.OnlyGreater = true
+		case 3:
+			req.OnlyLess = true
+		case 4:
+			req.Increment = true
+			req.Members = req.Members[:1+g.r.IntN(len(req.Members))] // sometimes invalid
+		}
+		c.Op = &fsmv1.Command_ZsetAdd{ZsetAdd: req}
+	case w < 60:
+		c.Op = &fsmv1.Command_ZsetIncrement{ZsetIncrement: &conclavev1.IncrementScoreRequest{
+			Key: key(), Member: member(), Delta: score(), TieBreak: tie, TtlMs: g.ttl()}}
+	case w < 70:
+		c.Op = &fsmv1.Command_ZsetRemove{ZsetRemove: &conclavev1.SortedSetServiceRemoveRequest{Key: key(), Members: []string{member(), member()}}}
+	case w < 80:
+		req := &conclavev1.RemoveRangeRequest{Key: key()}
+		switch g.r.IntN(3) {
+		case 0:
+			req.Interval = &conclavev1.RemoveRangeRequest_Rank{Rank: &conclavev1.RankInterval{Start: g.r.Int64N(7) - 3, Stop: g.r.Int64N(7) - 3}}
+		case 1:
+			req.Interval = &conclavev1.RemoveRangeRequest_Score{Score: &conclavev1.ScoreInterval{Min: score2(), Max: score2()}}
+		default:
+			req.Interval = &conclavev1.RemoveRangeRequest_Lex{Lex: &conclavev1.LexInterval{Min: lex(), Max: lex()}}
+		}
+		c.Op = &fsmv1.Command_ZsetRemoveRange{ZsetRemoveRange: req}
+	case w < 90:
+		c.Op = &fsmv1.Command_ZsetPop{ZsetPop: &fsmv1.ZsetPop{Key: key(), Count: g.r.Int64N(4), Max: g.r.IntN(2) == 0}}
+	default:
+		req := &fsmv1.ZsetStore{Op: fsmv1.ZsetStoreOp(1 + g.r.IntN(3)), Destination: key(), Aggregate: conclavev1.Aggregate(g.r.IntN(4)), TieBreak: tie}
+		for range 1 + g.r.IntN(3) {
+			req.Keys = append(req.Keys, key())
+		}
+		if g.r.IntN(2) == 0 {
+			for range req.Keys {
+				req.Weights = append(req.Weights, score())
+			}
+		}
+		c.Op = &fsmv1.Command_ZsetStore{ZsetStore: req}
+	}
 }
 
 func (g *gen) member() *fsmv1.Member {
@@ -579,7 +670,8 @@ func TestRandom_Replicas(t *testing.T) {
 	for _, k := range []string{"Set", "MultiSet", "Delete", "Increment", "Expire", "Txn", "ExpireDue", "LeaderStart", "MemberPut", "MemberRemove", "empty", "SetInSession",
 		"SessionCreate", "SessionRevoke", "SessionRevokeByOwner", "SessionSetAttributes", "SessionExpire",
 		"LockAcquire", "LockRelease", "LockCancel", "LockProclaim",
-		"RateLimitCheck", "RateLimitRefund", "PolicyPut", "PolicyDelete"} {
+		"RateLimitCheck", "RateLimitRefund", "PolicyPut", "PolicyDelete",
+		"ZsetAdd", "ZsetIncrement", "ZsetRemove", "ZsetRemoveRange", "ZsetPop", "ZsetStore"} {
 		c := stats[k]
 		if c == nil {
 			c = &counts{}

@@ -23,7 +23,8 @@ import (
 //	uvarint length | SnapshotMeta
 //	(uvarint length | SnapshotRecord)*   entries by key, members by id, sessions by id,
 //	                                     locks by name, rate-limit policies by name,
-//	                                     limiters by key, dedup by age
+//	                                     limiters by key, dedup by age; an Entry holding
+//	                                     a sorted set is followed by its ZsetMembers
 //	uvarint 0 | uint32 big-endian CRC-32C of every byte before it
 //
 // Records are marshalled deterministically, so equal states give equal bytes.
@@ -70,10 +71,17 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	sw.raw(binary.BigEndian.AppendUint32(nil, snapshotVersion))
 	sw.record(s.meta)
 	s.st.entries.Scan(func(e *entry) bool {
-		sw.record(&fsmv1.SnapshotRecord{Record: &fsmv1.SnapshotRecord_Entry{Entry: &fsmv1.Entry{
+		rec := &fsmv1.Entry{
 			Key: []byte(e.key), Value: e.value, CreateRevision: e.createRev, ModRevision: e.modRev,
 			Version: e.version, ExpiresAtUnixNano: e.expiresAt, SessionId: e.session,
-		}}})
+		}
+		if e.zset != nil {
+			rec.SortedSet = &fsmv1.ZsetHeader{TieBreak: e.zset.tie, Seq: e.zset.seq, Members: int64(e.zset.z.Len())}
+		}
+		sw.record(&fsmv1.SnapshotRecord{Record: &fsmv1.SnapshotRecord_Entry{Entry: rec}})
+		if e.zset != nil {
+			sw.zsetMembers(e.zset.z)
+		}
 		return sw.err == nil
 	})
 	s.st.members.Scan(func(m *fsmv1.Member) bool {
@@ -112,6 +120,28 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		sw.err = sw.w.Flush()
 	}
 	return sw.n, sw.err
+}
+
+// zsetMembersPerRecord is the run length of ZsetMembers records.
+const zsetMembersPerRecord = 1024
+
+// zsetMembers writes a sorted set's members in rank order, in runs.
+func (sw *snapWriter) zsetMembers(z *zset) {
+	run := &fsmv1.ZsetMembers{}
+	flush := func() {
+		sw.record(&fsmv1.SnapshotRecord{Record: &fsmv1.SnapshotRecord_ZsetMembers{ZsetMembers: run}})
+		run.Members = run.Members[:0]
+	}
+	z.byRank.ascend(0, func(e zsetEntry) bool {
+		run.Members = append(run.Members, &fsmv1.ZsetMember{Member: e.member, Score: e.score, Tie: e.tie})
+		if len(run.Members) == zsetMembersPerRecord {
+			flush()
+		}
+		return sw.err == nil
+	})
+	if len(run.Members) > 0 {
+		flush()
+	}
 }
 
 type snapWriter struct {
@@ -182,6 +212,7 @@ func readSnapshot(r io.Reader) (*state, *fsmv1.SnapshotMeta, error) {
 		return nil, nil, err
 	}
 	st := newState()
+	zr := zsetRestore{st: st}
 	for {
 		rec := &fsmv1.SnapshotRecord{}
 		if err := readRecord(br, rec); errors.Is(err, errEndOfRecords) {
@@ -189,11 +220,24 @@ func readSnapshot(r io.Reader) (*state, *fsmv1.SnapshotMeta, error) {
 		} else if err != nil {
 			return nil, nil, err
 		}
+		if _, ok := rec.GetRecord().(*fsmv1.SnapshotRecord_ZsetMembers); !ok && zr.left != 0 {
+			return nil, nil, fmt.Errorf("%w: sorted set %q is missing %d members", ErrBadSnapshot, zr.key, zr.left)
+		}
 		switch x := rec.GetRecord().(type) {
 		case *fsmv1.SnapshotRecord_Entry:
 			e := x.Entry
-			st.put(&entry{key: string(e.GetKey()), value: e.GetValue(), createRev: e.GetCreateRevision(),
-				modRev: e.GetModRevision(), version: e.GetVersion(), expiresAt: e.GetExpiresAtUnixNano(), session: e.GetSessionId()})
+			ent := &entry{key: string(e.GetKey()), value: e.GetValue(), createRev: e.GetCreateRevision(),
+				modRev: e.GetModRevision(), version: e.GetVersion(), expiresAt: e.GetExpiresAtUnixNano(), session: e.GetSessionId()}
+			if h := e.GetSortedSet(); h != nil {
+				if err := zr.start(ent, h); err != nil {
+					return nil, nil, err
+				}
+			}
+			st.put(ent)
+		case *fsmv1.SnapshotRecord_ZsetMembers:
+			if err := zr.add(x.ZsetMembers); err != nil {
+				return nil, nil, err
+			}
 		case *fsmv1.SnapshotRecord_Session:
 			st.addSession(sessionFromProto(x.Session))
 		case *fsmv1.SnapshotRecord_Lock:
@@ -220,6 +264,9 @@ func readSnapshot(r io.Reader) (*state, *fsmv1.SnapshotMeta, error) {
 			return nil, nil, fmt.Errorf("%w: unknown record %T", ErrBadSnapshot, x)
 		}
 	}
+	if zr.left != 0 {
+		return nil, nil, fmt.Errorf("%w: sorted set %q is missing %d members", ErrBadSnapshot, zr.key, zr.left)
+	}
 	want := br.crc.Sum32() // everything before the trailer
 	var trailer [4]byte
 	if _, err := io.ReadFull(br.r, trailer[:]); err != nil {
@@ -229,6 +276,42 @@ func readSnapshot(r io.Reader) (*state, *fsmv1.SnapshotMeta, error) {
 		return nil, nil, fmt.Errorf("%w: checksum %08x, want %08x", ErrBadSnapshot, got, want)
 	}
 	return st, meta, nil
+}
+
+// zsetRestore fills the sorted set of the last Entry record from the ZsetMembers
+// records that follow it.
+type zsetRestore struct {
+	st   *state
+	key  string
+	ss   *sortedSet
+	left int64 // members still to come
+}
+
+func (zr *zsetRestore) start(e *entry, h *fsmv1.ZsetHeader) error {
+	tie := h.GetTieBreak()
+	if h.GetMembers() <= 0 || tie < conclavev1.TieBreak_TIE_BREAK_LEX || tie > conclavev1.TieBreak_TIE_BREAK_ARRIVAL_ASCENDING || len(e.value) != 0 {
+		return fmt.Errorf("%w: invalid sorted set header for %q", ErrBadSnapshot, e.key)
+	}
+	zr.key, zr.left = e.key, h.GetMembers()
+	zr.ss = &sortedSet{z: newZset(), tie: tie, seq: h.GetSeq(), gen: zr.st.gen}
+	e.zset = zr.ss
+	return nil
+}
+
+func (zr *zsetRestore) add(run *fsmv1.ZsetMembers) error {
+	if int64(len(run.GetMembers())) > zr.left {
+		return fmt.Errorf("%w: sorted-set members without a sorted set", ErrBadSnapshot)
+	}
+	for _, m := range run.GetMembers() {
+		if math.IsNaN(m.GetScore()) {
+			return fmt.Errorf("%w: sorted set %q: member %q has a NaN score", ErrBadSnapshot, zr.key, m.GetMember())
+		}
+		if _, existed := zr.ss.z.Add(m.GetMember(), m.GetScore(), m.GetTie()); existed {
+			return fmt.Errorf("%w: sorted set %q: member %q twice", ErrBadSnapshot, zr.key, m.GetMember())
+		}
+	}
+	zr.left -= int64(len(run.GetMembers()))
+	return nil
 }
 
 // crcReader checksums exactly the bytes its caller consumes.

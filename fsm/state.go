@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"strings"
+	"sync/atomic"
 
 	"github.com/tidwall/btree"
 
@@ -19,6 +20,10 @@ type entry struct {
 	version   int64
 	expiresAt int64  // unix nanoseconds; 0 means no TTL
 	session   uint64 // the session the key is attached to; 0 means none
+	// zset is set when the key holds a sorted set (value is then nil). Unlike the rest
+	// of the entry it is written in place, but only by the state generation that owns it
+	// (see sortedSet.gen), so a clone never sees a later write.
+	zset *sortedSet
 }
 
 // live reports whether the entry is visible at now (its deadline has not passed).
@@ -42,6 +47,10 @@ func (e *entry) toProto(now int64, withValue bool) *conclavev1.KeyValue {
 		ModRevision:    e.modRev,
 		Version:        e.version,
 		TtlMs:          e.ttlMs(now),
+	}
+	if e.zset != nil {
+		kv.Type = conclavev1.KeyType_KEY_TYPE_SORTED_SET
+		return kv
 	}
 	if withValue {
 		kv.Value = e.value
@@ -84,6 +93,9 @@ type dedupRecord struct {
 // state is everything the machine holds. Every field is a copy-on-write B-tree, so
 // clone is O(1) and a clone is an independent, consistent state.
 type state struct {
+	// gen identifies this state until its next clone: the sorted sets it may write in
+	// place carry it. clone gives both states new generations.
+	gen       uint64
 	entries   *btree.BTreeG[*entry]
 	deadlines *btree.BTreeG[deadline]
 	dedup     *btree.BTreeG[*dedupRecord]
@@ -109,8 +121,12 @@ type state struct {
 
 var treeOpts = btree.Options{NoLocks: true}
 
+// stateGens hands out state generations. They never reach a result.
+var stateGens atomic.Uint64
+
 func newState() *state {
 	return &state{
+		gen:          stateGens.Add(1),
 		entries:      btree.NewBTreeGOptions(func(a, b *entry) bool { return a.key < b.key }, treeOpts),
 		deadlines:    btree.NewBTreeGOptions(deadlineLess, treeOpts),
 		dedup:        btree.NewBTreeGOptions(func(a, b *dedupRecord) bool { return a.id < b.id }, treeOpts),
@@ -132,7 +148,9 @@ func newState() *state {
 }
 
 func (s *state) clone() *state {
+	s.gen = stateGens.Add(1)
 	return &state{
+		gen:          stateGens.Add(1),
 		entries:      s.entries.Copy(),
 		deadlines:    s.deadlines.Copy(),
 		dedup:        s.dedup.Copy(),

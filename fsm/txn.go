@@ -80,6 +80,9 @@ func compare(s *state, now int64, c *conclavev1.Compare) (bool, *Error) {
 		if !exists {
 			return c.GetOperator() == conclavev1.CompareOperator_COMPARE_OPERATOR_NOT_EQUAL, nil
 		}
+		if e.zset != nil {
+			return false, errWrongType(c.GetKey(), "a sorted set", "a string value to compare")
+		}
 		order = bytes.Compare(e.value, t.Value)
 	case *conclavev1.Compare_ModRevision:
 		order = cmp.Compare(modRevision(e, exists), t.ModRevision)

@@ -21,6 +21,55 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// KeyType is the kind of value a key holds.
+type KeyType int32
+
+const (
+	// KEY_TYPE_UNSPECIFIED is a string value, the default.
+	KeyType_KEY_TYPE_UNSPECIFIED KeyType = 0
+	// KEY_TYPE_SORTED_SET is a sorted set (SortedSetService).
+	KeyType_KEY_TYPE_SORTED_SET KeyType = 1
+)
+
+// Enum value maps for KeyType.
+var (
+	KeyType_name = map[int32]string{
+		0: "KEY_TYPE_UNSPECIFIED",
+		1: "KEY_TYPE_SORTED_SET",
+	}
+	KeyType_value = map[string]int32{
+		"KEY_TYPE_UNSPECIFIED": 0,
+		"KEY_TYPE_SORTED_SET":  1,
+	}
+)
+
+func (x KeyType) Enum() *KeyType {
+	p := new(KeyType)
+	*p = x
+	return p
+}
+
+func (x KeyType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (KeyType) Descriptor() protoreflect.EnumDescriptor {
+	return file_conclave_v1_kv_proto_enumTypes[0].Descriptor()
+}
+
+func (KeyType) Type() protoreflect.EnumType {
+	return &file_conclave_v1_kv_proto_enumTypes[0]
+}
+
+func (x KeyType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use KeyType.Descriptor instead.
+func (KeyType) EnumDescriptor() ([]byte, []int) {
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{0}
+}
+
 // ExpireCondition restricts Expire like Redis's NX / XX / GT / LT.
 type ExpireCondition int32
 
@@ -65,11 +114,11 @@ func (x ExpireCondition) String() string {
 }
 
 func (ExpireCondition) Descriptor() protoreflect.EnumDescriptor {
-	return file_conclave_v1_kv_proto_enumTypes[0].Descriptor()
+	return file_conclave_v1_kv_proto_enumTypes[1].Descriptor()
 }
 
 func (ExpireCondition) Type() protoreflect.EnumType {
-	return &file_conclave_v1_kv_proto_enumTypes[0]
+	return &file_conclave_v1_kv_proto_enumTypes[1]
 }
 
 func (x ExpireCondition) Number() protoreflect.EnumNumber {
@@ -78,7 +127,7 @@ func (x ExpireCondition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ExpireCondition.Descriptor instead.
 func (ExpireCondition) EnumDescriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{0}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{1}
 }
 
 // CompareOperator is how a Compare relates the key's field to the target.
@@ -121,11 +170,11 @@ func (x CompareOperator) String() string {
 }
 
 func (CompareOperator) Descriptor() protoreflect.EnumDescriptor {
-	return file_conclave_v1_kv_proto_enumTypes[1].Descriptor()
+	return file_conclave_v1_kv_proto_enumTypes[2].Descriptor()
 }
 
 func (CompareOperator) Type() protoreflect.EnumType {
-	return &file_conclave_v1_kv_proto_enumTypes[1]
+	return &file_conclave_v1_kv_proto_enumTypes[2]
 }
 
 func (x CompareOperator) Number() protoreflect.EnumNumber {
@@ -134,7 +183,7 @@ func (x CompareOperator) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CompareOperator.Descriptor instead.
 func (CompareOperator) EnumDescriptor() ([]byte, []int) {
-	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{1}
+	return file_conclave_v1_kv_proto_rawDescGZIP(), []int{2}
 }
 
 // KeyValue is one stored key.
@@ -149,7 +198,9 @@ type KeyValue struct {
 	// version counts modifications since creation (1 on create).
 	Version int64 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
 	// ttl_ms is the remaining time to live in milliseconds; 0 means no TTL.
-	TtlMs         int64 `protobuf:"varint,6,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	TtlMs int64 `protobuf:"varint,6,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// type is set for a key that does not hold a string (whose value is then empty).
+	Type          KeyType `protobuf:"varint,7,opt,name=type,proto3,enum=conclave.v1.KeyType" json:"type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -224,6 +275,13 @@ func (x *KeyValue) GetTtlMs() int64 {
 		return x.TtlMs
 	}
 	return 0
+}
+
+func (x *KeyValue) GetType() KeyType {
+	if x != nil {
+		return x.Type
+	}
+	return KeyType_KEY_TYPE_UNSPECIFIED
 }
 
 type GetRequest struct {
@@ -2049,14 +2107,15 @@ var File_conclave_v1_kv_proto protoreflect.FileDescriptor
 
 const file_conclave_v1_kv_proto_rawDesc = "" +
 	"\n" +
-	"\x14conclave/v1/kv.proto\x12\vconclave.v1\x1a\x18conclave/v1/common.proto\"\xaf\x01\n" +
+	"\x14conclave/v1/kv.proto\x12\vconclave.v1\x1a\x18conclave/v1/common.proto\"\xd9\x01\n" +
 	"\bKeyValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12'\n" +
 	"\x0fcreate_revision\x18\x03 \x01(\x04R\x0ecreateRevision\x12!\n" +
 	"\fmod_revision\x18\x04 \x01(\x04R\vmodRevision\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\x03R\aversion\x12\x15\n" +
-	"\x06ttl_ms\x18\x06 \x01(\x03R\x05ttlMs\"Z\n" +
+	"\x06ttl_ms\x18\x06 \x01(\x03R\x05ttlMs\x12(\n" +
+	"\x04type\x18\a \x01(\x0e2\x14.conclave.v1.KeyTypeR\x04type\"Z\n" +
 	"\n" +
 	"GetRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12:\n" +
@@ -2193,7 +2252,10 @@ const file_conclave_v1_kv_proto_rawDesc = "" +
 	"\vTxnResponse\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.conclave.v1.ResponseHeaderR\x06header\x12\x1c\n" +
 	"\tsucceeded\x18\x02 \x01(\bR\tsucceeded\x122\n" +
-	"\aresults\x18\x03 \x03(\v2\x18.conclave.v1.TxnOpResultR\aresults*\x97\x01\n" +
+	"\aresults\x18\x03 \x03(\v2\x18.conclave.v1.TxnOpResultR\aresults*<\n" +
+	"\aKeyType\x12\x18\n" +
+	"\x14KEY_TYPE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13KEY_TYPE_SORTED_SET\x10\x01*\x97\x01\n" +
 	"\x0fExpireCondition\x12 \n" +
 	"\x1cEXPIRE_CONDITION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13EXPIRE_CONDITION_NX\x10\x01\x12\x17\n" +
@@ -2219,86 +2281,88 @@ func file_conclave_v1_kv_proto_rawDescGZIP() []byte {
 	return file_conclave_v1_kv_proto_rawDescData
 }
 
-var file_conclave_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_conclave_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_conclave_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_conclave_v1_kv_proto_goTypes = []any{
-	(ExpireCondition)(0),      // 0: conclave.v1.ExpireCondition
-	(CompareOperator)(0),      // 1: conclave.v1.CompareOperator
-	(*KeyValue)(nil),          // 2: conclave.v1.KeyValue
-	(*GetRequest)(nil),        // 3: conclave.v1.GetRequest
-	(*GetResponse)(nil),       // 4: conclave.v1.GetResponse
-	(*MultiGetRequest)(nil),   // 5: conclave.v1.MultiGetRequest
-	(*KeyValueResult)(nil),    // 6: conclave.v1.KeyValueResult
-	(*MultiGetResponse)(nil),  // 7: conclave.v1.MultiGetResponse
-	(*SetRequest)(nil),        // 8: conclave.v1.SetRequest
-	(*Fence)(nil),             // 9: conclave.v1.Fence
-	(*SetResponse)(nil),       // 10: conclave.v1.SetResponse
-	(*KeyValueInput)(nil),     // 11: conclave.v1.KeyValueInput
-	(*MultiSetRequest)(nil),   // 12: conclave.v1.MultiSetRequest
-	(*MultiSetResponse)(nil),  // 13: conclave.v1.MultiSetResponse
-	(*DeleteRequest)(nil),     // 14: conclave.v1.DeleteRequest
-	(*DeleteResponse)(nil),    // 15: conclave.v1.DeleteResponse
-	(*IncrementRequest)(nil),  // 16: conclave.v1.IncrementRequest
-	(*IncrementResponse)(nil), // 17: conclave.v1.IncrementResponse
-	(*ExpireRequest)(nil),     // 18: conclave.v1.ExpireRequest
-	(*ExpireResponse)(nil),    // 19: conclave.v1.ExpireResponse
-	(*TTLRequest)(nil),        // 20: conclave.v1.TTLRequest
-	(*TTLResponse)(nil),       // 21: conclave.v1.TTLResponse
-	(*ScanRequest)(nil),       // 22: conclave.v1.ScanRequest
-	(*ScanResponse)(nil),      // 23: conclave.v1.ScanResponse
-	(*Compare)(nil),           // 24: conclave.v1.Compare
-	(*TxnOp)(nil),             // 25: conclave.v1.TxnOp
-	(*TxnOpResult)(nil),       // 26: conclave.v1.TxnOpResult
-	(*TxnRequest)(nil),        // 27: conclave.v1.TxnRequest
-	(*TxnResponse)(nil),       // 28: conclave.v1.TxnResponse
-	(Consistency)(0),          // 29: conclave.v1.Consistency
-	(*ResponseHeader)(nil),    // 30: conclave.v1.ResponseHeader
+	(KeyType)(0),              // 0: conclave.v1.KeyType
+	(ExpireCondition)(0),      // 1: conclave.v1.ExpireCondition
+	(CompareOperator)(0),      // 2: conclave.v1.CompareOperator
+	(*KeyValue)(nil),          // 3: conclave.v1.KeyValue
+	(*GetRequest)(nil),        // 4: conclave.v1.GetRequest
+	(*GetResponse)(nil),       // 5: conclave.v1.GetResponse
+	(*MultiGetRequest)(nil),   // 6: conclave.v1.MultiGetRequest
+	(*KeyValueResult)(nil),    // 7: conclave.v1.KeyValueResult
+	(*MultiGetResponse)(nil),  // 8: conclave.v1.MultiGetResponse
+	(*SetRequest)(nil),        // 9: conclave.v1.SetRequest
+	(*Fence)(nil),             // 10: conclave.v1.Fence
+	(*SetResponse)(nil),       // 11: conclave.v1.SetResponse
+	(*KeyValueInput)(nil),     // 12: conclave.v1.KeyValueInput
+	(*MultiSetRequest)(nil),   // 13: conclave.v1.MultiSetRequest
+	(*MultiSetResponse)(nil),  // 14: conclave.v1.MultiSetResponse
+	(*DeleteRequest)(nil),     // 15: conclave.v1.DeleteRequest
+	(*DeleteResponse)(nil),    // 16: conclave.v1.DeleteResponse
+	(*IncrementRequest)(nil),  // 17: conclave.v1.IncrementRequest
+	(*IncrementResponse)(nil), // 18: conclave.v1.IncrementResponse
+	(*ExpireRequest)(nil),     // 19: conclave.v1.ExpireRequest
+	(*ExpireResponse)(nil),    // 20: conclave.v1.ExpireResponse
+	(*TTLRequest)(nil),        // 21: conclave.v1.TTLRequest
+	(*TTLResponse)(nil),       // 22: conclave.v1.TTLResponse
+	(*ScanRequest)(nil),       // 23: conclave.v1.ScanRequest
+	(*ScanResponse)(nil),      // 24: conclave.v1.ScanResponse
+	(*Compare)(nil),           // 25: conclave.v1.Compare
+	(*TxnOp)(nil),             // 26: conclave.v1.TxnOp
+	(*TxnOpResult)(nil),       // 27: conclave.v1.TxnOpResult
+	(*TxnRequest)(nil),        // 28: conclave.v1.TxnRequest
+	(*TxnResponse)(nil),       // 29: conclave.v1.TxnResponse
+	(Consistency)(0),          // 30: conclave.v1.Consistency
+	(*ResponseHeader)(nil),    // 31: conclave.v1.ResponseHeader
 }
 var file_conclave_v1_kv_proto_depIdxs = []int32{
-	29, // 0: conclave.v1.GetRequest.consistency:type_name -> conclave.v1.Consistency
-	30, // 1: conclave.v1.GetResponse.header:type_name -> conclave.v1.ResponseHeader
-	2,  // 2: conclave.v1.GetResponse.kv:type_name -> conclave.v1.KeyValue
-	29, // 3: conclave.v1.MultiGetRequest.consistency:type_name -> conclave.v1.Consistency
-	2,  // 4: conclave.v1.KeyValueResult.kv:type_name -> conclave.v1.KeyValue
-	30, // 5: conclave.v1.MultiGetResponse.header:type_name -> conclave.v1.ResponseHeader
-	6,  // 6: conclave.v1.MultiGetResponse.results:type_name -> conclave.v1.KeyValueResult
-	9,  // 7: conclave.v1.SetRequest.fence:type_name -> conclave.v1.Fence
-	30, // 8: conclave.v1.SetResponse.header:type_name -> conclave.v1.ResponseHeader
-	2,  // 9: conclave.v1.SetResponse.kv:type_name -> conclave.v1.KeyValue
-	2,  // 10: conclave.v1.SetResponse.prev:type_name -> conclave.v1.KeyValue
-	11, // 11: conclave.v1.MultiSetRequest.entries:type_name -> conclave.v1.KeyValueInput
-	30, // 12: conclave.v1.MultiSetResponse.header:type_name -> conclave.v1.ResponseHeader
-	9,  // 13: conclave.v1.DeleteRequest.fence:type_name -> conclave.v1.Fence
-	30, // 14: conclave.v1.DeleteResponse.header:type_name -> conclave.v1.ResponseHeader
-	2,  // 15: conclave.v1.DeleteResponse.prev:type_name -> conclave.v1.KeyValue
-	30, // 16: conclave.v1.IncrementResponse.header:type_name -> conclave.v1.ResponseHeader
-	2,  // 17: conclave.v1.IncrementResponse.kv:type_name -> conclave.v1.KeyValue
-	0,  // 18: conclave.v1.ExpireRequest.condition:type_name -> conclave.v1.ExpireCondition
-	30, // 19: conclave.v1.ExpireResponse.header:type_name -> conclave.v1.ResponseHeader
-	2,  // 20: conclave.v1.ExpireResponse.kv:type_name -> conclave.v1.KeyValue
-	29, // 21: conclave.v1.TTLRequest.consistency:type_name -> conclave.v1.Consistency
-	30, // 22: conclave.v1.TTLResponse.header:type_name -> conclave.v1.ResponseHeader
-	29, // 23: conclave.v1.ScanRequest.consistency:type_name -> conclave.v1.Consistency
-	30, // 24: conclave.v1.ScanResponse.header:type_name -> conclave.v1.ResponseHeader
-	2,  // 25: conclave.v1.ScanResponse.kvs:type_name -> conclave.v1.KeyValue
-	1,  // 26: conclave.v1.Compare.operator:type_name -> conclave.v1.CompareOperator
-	8,  // 27: conclave.v1.TxnOp.set:type_name -> conclave.v1.SetRequest
-	14, // 28: conclave.v1.TxnOp.delete:type_name -> conclave.v1.DeleteRequest
-	16, // 29: conclave.v1.TxnOp.increment:type_name -> conclave.v1.IncrementRequest
-	10, // 30: conclave.v1.TxnOpResult.set:type_name -> conclave.v1.SetResponse
-	15, // 31: conclave.v1.TxnOpResult.delete:type_name -> conclave.v1.DeleteResponse
-	17, // 32: conclave.v1.TxnOpResult.increment:type_name -> conclave.v1.IncrementResponse
-	24, // 33: conclave.v1.TxnRequest.compares:type_name -> conclave.v1.Compare
-	25, // 34: conclave.v1.TxnRequest.success:type_name -> conclave.v1.TxnOp
-	25, // 35: conclave.v1.TxnRequest.failure:type_name -> conclave.v1.TxnOp
-	9,  // 36: conclave.v1.TxnRequest.fence:type_name -> conclave.v1.Fence
-	30, // 37: conclave.v1.TxnResponse.header:type_name -> conclave.v1.ResponseHeader
-	26, // 38: conclave.v1.TxnResponse.results:type_name -> conclave.v1.TxnOpResult
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	0,  // 0: conclave.v1.KeyValue.type:type_name -> conclave.v1.KeyType
+	30, // 1: conclave.v1.GetRequest.consistency:type_name -> conclave.v1.Consistency
+	31, // 2: conclave.v1.GetResponse.header:type_name -> conclave.v1.ResponseHeader
+	3,  // 3: conclave.v1.GetResponse.kv:type_name -> conclave.v1.KeyValue
+	30, // 4: conclave.v1.MultiGetRequest.consistency:type_name -> conclave.v1.Consistency
+	3,  // 5: conclave.v1.KeyValueResult.kv:type_name -> conclave.v1.KeyValue
+	31, // 6: conclave.v1.MultiGetResponse.header:type_name -> conclave.v1.ResponseHeader
+	7,  // 7: conclave.v1.MultiGetResponse.results:type_name -> conclave.v1.KeyValueResult
+	10, // 8: conclave.v1.SetRequest.fence:type_name -> conclave.v1.Fence
+	31, // 9: conclave.v1.SetResponse.header:type_name -> conclave.v1.ResponseHeader
+	3,  // 10: conclave.v1.SetResponse.kv:type_name -> conclave.v1.KeyValue
+	3,  // 11: conclave.v1.SetResponse.prev:type_name -> conclave.v1.KeyValue
+	12, // 12: conclave.v1.MultiSetRequest.entries:type_name -> conclave.v1.KeyValueInput
+	31, // 13: conclave.v1.MultiSetResponse.header:type_name -> conclave.v1.ResponseHeader
+	10, // 14: conclave.v1.DeleteRequest.fence:type_name -> conclave.v1.Fence
+	31, // 15: conclave.v1.DeleteResponse.header:type_name -> conclave.v1.ResponseHeader
+	3,  // 16: conclave.v1.DeleteResponse.prev:type_name -> conclave.v1.KeyValue
+	31, // 17: conclave.v1.IncrementResponse.header:type_name -> conclave.v1.ResponseHeader
+	3,  // 18: conclave.v1.IncrementResponse.kv:type_name -> conclave.v1.KeyValue
+	1,  // 19: conclave.v1.ExpireRequest.condition:type_name -> conclave.v1.ExpireCondition
+	31, // 20: conclave.v1.ExpireResponse.header:type_name -> conclave.v1.ResponseHeader
+	3,  // 21: conclave.v1.ExpireResponse.kv:type_name -> conclave.v1.KeyValue
+	30, // 22: conclave.v1.TTLRequest.consistency:type_name -> conclave.v1.Consistency
+	31, // 23: conclave.v1.TTLResponse.header:type_name -> conclave.v1.ResponseHeader
+	30, // 24: conclave.v1.ScanRequest.consistency:type_name -> conclave.v1.Consistency
+	31, // 25: conclave.v1.ScanResponse.header:type_name -> conclave.v1.ResponseHeader
+	3,  // 26: conclave.v1.ScanResponse.kvs:type_name -> conclave.v1.KeyValue
+	2,  // 27: conclave.v1.Compare.operator:type_name -> conclave.v1.CompareOperator
+	9,  // 28: conclave.v1.TxnOp.set:type_name -> conclave.v1.SetRequest
+	15, // 29: conclave.v1.TxnOp.delete:type_name -> conclave.v1.DeleteRequest
+	17, // 30: conclave.v1.TxnOp.increment:type_name -> conclave.v1.IncrementRequest
+	11, // 31: conclave.v1.TxnOpResult.set:type_name -> conclave.v1.SetResponse
+	16, // 32: conclave.v1.TxnOpResult.delete:type_name -> conclave.v1.DeleteResponse
+	18, // 33: conclave.v1.TxnOpResult.increment:type_name -> conclave.v1.IncrementResponse
+	25, // 34: conclave.v1.TxnRequest.compares:type_name -> conclave.v1.Compare
+	26, // 35: conclave.v1.TxnRequest.success:type_name -> conclave.v1.TxnOp
+	26, // 36: conclave.v1.TxnRequest.failure:type_name -> conclave.v1.TxnOp
+	10, // 37: conclave.v1.TxnRequest.fence:type_name -> conclave.v1.Fence
+	31, // 38: conclave.v1.TxnResponse.header:type_name -> conclave.v1.ResponseHeader
+	27, // 39: conclave.v1.TxnResponse.results:type_name -> conclave.v1.TxnOpResult
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_conclave_v1_kv_proto_init() }
@@ -2331,7 +2395,7 @@ func file_conclave_v1_kv_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_conclave_v1_kv_proto_rawDesc), len(file_conclave_v1_kv_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,

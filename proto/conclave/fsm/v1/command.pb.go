@@ -22,6 +22,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ZsetStoreOp is the set operation of a ZsetStore.
+type ZsetStoreOp int32
+
+const (
+	ZsetStoreOp_ZSET_STORE_OP_UNSPECIFIED ZsetStoreOp = 0
+	ZsetStoreOp_ZSET_STORE_OP_UNION       ZsetStoreOp = 1
+	ZsetStoreOp_ZSET_STORE_OP_INTERSECT   ZsetStoreOp = 2
+	ZsetStoreOp_ZSET_STORE_OP_DIFF        ZsetStoreOp = 3
+)
+
+// Enum value maps for ZsetStoreOp.
+var (
+	ZsetStoreOp_name = map[int32]string{
+		0: "ZSET_STORE_OP_UNSPECIFIED",
+		1: "ZSET_STORE_OP_UNION",
+		2: "ZSET_STORE_OP_INTERSECT",
+		3: "ZSET_STORE_OP_DIFF",
+	}
+	ZsetStoreOp_value = map[string]int32{
+		"ZSET_STORE_OP_UNSPECIFIED": 0,
+		"ZSET_STORE_OP_UNION":       1,
+		"ZSET_STORE_OP_INTERSECT":   2,
+		"ZSET_STORE_OP_DIFF":        3,
+	}
+)
+
+func (x ZsetStoreOp) Enum() *ZsetStoreOp {
+	p := new(ZsetStoreOp)
+	*p = x
+	return p
+}
+
+func (x ZsetStoreOp) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ZsetStoreOp) Descriptor() protoreflect.EnumDescriptor {
+	return file_conclave_fsm_v1_command_proto_enumTypes[0].Descriptor()
+}
+
+func (ZsetStoreOp) Type() protoreflect.EnumType {
+	return &file_conclave_fsm_v1_command_proto_enumTypes[0]
+}
+
+func (x ZsetStoreOp) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ZsetStoreOp.Descriptor instead.
+func (ZsetStoreOp) EnumDescriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{0}
+}
+
 // LockMode is how a holder holds a lock.
 type LockMode int32
 
@@ -60,11 +113,11 @@ func (x LockMode) String() string {
 }
 
 func (LockMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_conclave_fsm_v1_command_proto_enumTypes[0].Descriptor()
+	return file_conclave_fsm_v1_command_proto_enumTypes[1].Descriptor()
 }
 
 func (LockMode) Type() protoreflect.EnumType {
-	return &file_conclave_fsm_v1_command_proto_enumTypes[0]
+	return &file_conclave_fsm_v1_command_proto_enumTypes[1]
 }
 
 func (x LockMode) Number() protoreflect.EnumNumber {
@@ -73,7 +126,7 @@ func (x LockMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LockMode.Descriptor instead.
 func (LockMode) EnumDescriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{0}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{1}
 }
 
 // ErrorCode classifies a domain failure returned by the state machine.
@@ -130,11 +183,11 @@ func (x ErrorCode) String() string {
 }
 
 func (ErrorCode) Descriptor() protoreflect.EnumDescriptor {
-	return file_conclave_fsm_v1_command_proto_enumTypes[1].Descriptor()
+	return file_conclave_fsm_v1_command_proto_enumTypes[2].Descriptor()
 }
 
 func (ErrorCode) Type() protoreflect.EnumType {
-	return &file_conclave_fsm_v1_command_proto_enumTypes[1]
+	return &file_conclave_fsm_v1_command_proto_enumTypes[2]
 }
 
 func (x ErrorCode) Number() protoreflect.EnumNumber {
@@ -143,7 +196,7 @@ func (x ErrorCode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorCode.Descriptor instead.
 func (ErrorCode) EnumDescriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 // Command is one entry of the replicated log. It is never served publicly.
@@ -179,6 +232,12 @@ type Command struct {
 	//	*Command_RateLimitRefund
 	//	*Command_PolicyPut
 	//	*Command_PolicyDelete
+	//	*Command_ZsetAdd
+	//	*Command_ZsetIncrement
+	//	*Command_ZsetRemove
+	//	*Command_ZsetRemoveRange
+	//	*Command_ZsetPop
+	//	*Command_ZsetStore
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -442,6 +501,60 @@ func (x *Command) GetPolicyDelete() *v1.DeletePolicyRequest {
 	return nil
 }
 
+func (x *Command) GetZsetAdd() *v1.AddRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ZsetAdd); ok {
+			return x.ZsetAdd
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetZsetIncrement() *v1.IncrementScoreRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ZsetIncrement); ok {
+			return x.ZsetIncrement
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetZsetRemove() *v1.SortedSetServiceRemoveRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ZsetRemove); ok {
+			return x.ZsetRemove
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetZsetRemoveRange() *v1.RemoveRangeRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ZsetRemoveRange); ok {
+			return x.ZsetRemoveRange
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetZsetPop() *ZsetPop {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ZsetPop); ok {
+			return x.ZsetPop
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetZsetStore() *ZsetStore {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ZsetStore); ok {
+			return x.ZsetStore
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -538,6 +651,30 @@ type Command_PolicyDelete struct {
 	PolicyDelete *v1.DeletePolicyRequest `protobuf:"bytes,32,opt,name=policy_delete,json=policyDelete,proto3,oneof"`
 }
 
+type Command_ZsetAdd struct {
+	ZsetAdd *v1.AddRequest `protobuf:"bytes,33,opt,name=zset_add,json=zsetAdd,proto3,oneof"`
+}
+
+type Command_ZsetIncrement struct {
+	ZsetIncrement *v1.IncrementScoreRequest `protobuf:"bytes,34,opt,name=zset_increment,json=zsetIncrement,proto3,oneof"`
+}
+
+type Command_ZsetRemove struct {
+	ZsetRemove *v1.SortedSetServiceRemoveRequest `protobuf:"bytes,35,opt,name=zset_remove,json=zsetRemove,proto3,oneof"`
+}
+
+type Command_ZsetRemoveRange struct {
+	ZsetRemoveRange *v1.RemoveRangeRequest `protobuf:"bytes,36,opt,name=zset_remove_range,json=zsetRemoveRange,proto3,oneof"`
+}
+
+type Command_ZsetPop struct {
+	ZsetPop *ZsetPop `protobuf:"bytes,37,opt,name=zset_pop,json=zsetPop,proto3,oneof"`
+}
+
+type Command_ZsetStore struct {
+	ZsetStore *ZsetStore `protobuf:"bytes,38,opt,name=zset_store,json=zsetStore,proto3,oneof"`
+}
+
 func (*Command_LeaderStart) isCommand_Op() {}
 
 func (*Command_Set) isCommand_Op() {}
@@ -584,6 +721,254 @@ func (*Command_PolicyPut) isCommand_Op() {}
 
 func (*Command_PolicyDelete) isCommand_Op() {}
 
+func (*Command_ZsetAdd) isCommand_Op() {}
+
+func (*Command_ZsetIncrement) isCommand_Op() {}
+
+func (*Command_ZsetRemove) isCommand_Op() {}
+
+func (*Command_ZsetRemoveRange) isCommand_Op() {}
+
+func (*Command_ZsetPop) isCommand_Op() {}
+
+func (*Command_ZsetStore) isCommand_Op() {}
+
+// ZsetPop removes up to count of a sorted set's lowest (or, with max, highest) members.
+type ZsetPop struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Count         int64                  `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Max           bool                   `protobuf:"varint,3,opt,name=max,proto3" json:"max,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ZsetPop) Reset() {
+	*x = ZsetPop{}
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ZsetPop) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ZsetPop) ProtoMessage() {}
+
+func (x *ZsetPop) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ZsetPop.ProtoReflect.Descriptor instead.
+func (*ZsetPop) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ZsetPop) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *ZsetPop) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *ZsetPop) GetMax() bool {
+	if x != nil {
+		return x.Max
+	}
+	return false
+}
+
+// ZsetStore replaces destination by the union, intersection or difference of keys.
+type ZsetStore struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Op            ZsetStoreOp            `protobuf:"varint,1,opt,name=op,proto3,enum=conclave.fsm.v1.ZsetStoreOp" json:"op,omitempty"`
+	Destination   []byte                 `protobuf:"bytes,2,opt,name=destination,proto3" json:"destination,omitempty"`
+	Keys          [][]byte               `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	Weights       []float64              `protobuf:"fixed64,4,rep,packed,name=weights,proto3" json:"weights,omitempty"`
+	Aggregate     v1.Aggregate           `protobuf:"varint,5,opt,name=aggregate,proto3,enum=conclave.v1.Aggregate" json:"aggregate,omitempty"`
+	TieBreak      v1.TieBreak            `protobuf:"varint,6,opt,name=tie_break,json=tieBreak,proto3,enum=conclave.v1.TieBreak" json:"tie_break,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ZsetStore) Reset() {
+	*x = ZsetStore{}
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ZsetStore) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ZsetStore) ProtoMessage() {}
+
+func (x *ZsetStore) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ZsetStore.ProtoReflect.Descriptor instead.
+func (*ZsetStore) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ZsetStore) GetOp() ZsetStoreOp {
+	if x != nil {
+		return x.Op
+	}
+	return ZsetStoreOp_ZSET_STORE_OP_UNSPECIFIED
+}
+
+func (x *ZsetStore) GetDestination() []byte {
+	if x != nil {
+		return x.Destination
+	}
+	return nil
+}
+
+func (x *ZsetStore) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *ZsetStore) GetWeights() []float64 {
+	if x != nil {
+		return x.Weights
+	}
+	return nil
+}
+
+func (x *ZsetStore) GetAggregate() v1.Aggregate {
+	if x != nil {
+		return x.Aggregate
+	}
+	return v1.Aggregate(0)
+}
+
+func (x *ZsetStore) GetTieBreak() v1.TieBreak {
+	if x != nil {
+		return x.TieBreak
+	}
+	return v1.TieBreak(0)
+}
+
+// ZsetPopResult is the members a ZsetPop removed, in the order popped.
+type ZsetPopResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Members       []*v1.ScoredMember     `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ZsetPopResult) Reset() {
+	*x = ZsetPopResult{}
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ZsetPopResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ZsetPopResult) ProtoMessage() {}
+
+func (x *ZsetPopResult) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ZsetPopResult.ProtoReflect.Descriptor instead.
+func (*ZsetPopResult) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ZsetPopResult) GetMembers() []*v1.ScoredMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// ZsetStoreResult is the number of members a ZsetStore stored.
+type ZsetStoreResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         int64                  `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ZsetStoreResult) Reset() {
+	*x = ZsetStoreResult{}
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ZsetStoreResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ZsetStoreResult) ProtoMessage() {}
+
+func (x *ZsetStoreResult) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ZsetStoreResult.ProtoReflect.Descriptor instead.
+func (*ZsetStoreResult) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ZsetStoreResult) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // LockHolder is one hold of a lock.
 type LockHolder struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -603,7 +988,7 @@ type LockHolder struct {
 
 func (x *LockHolder) Reset() {
 	*x = LockHolder{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[1]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +1000,7 @@ func (x *LockHolder) String() string {
 func (*LockHolder) ProtoMessage() {}
 
 func (x *LockHolder) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[1]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +1013,7 @@ func (x *LockHolder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockHolder.ProtoReflect.Descriptor instead.
 func (*LockHolder) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *LockHolder) GetSessionId() uint64 {
@@ -694,7 +1079,7 @@ type LockWaiter struct {
 
 func (x *LockWaiter) Reset() {
 	*x = LockWaiter{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[2]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +1091,7 @@ func (x *LockWaiter) String() string {
 func (*LockWaiter) ProtoMessage() {}
 
 func (x *LockWaiter) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[2]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +1104,7 @@ func (x *LockWaiter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockWaiter.ProtoReflect.Descriptor instead.
 func (*LockWaiter) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *LockWaiter) GetId() uint64 {
@@ -777,7 +1162,7 @@ type LockAcquire struct {
 
 func (x *LockAcquire) Reset() {
 	*x = LockAcquire{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[3]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +1174,7 @@ func (x *LockAcquire) String() string {
 func (*LockAcquire) ProtoMessage() {}
 
 func (x *LockAcquire) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[3]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +1187,7 @@ func (x *LockAcquire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockAcquire.ProtoReflect.Descriptor instead.
 func (*LockAcquire) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LockAcquire) GetName() string {
@@ -859,7 +1244,7 @@ type LockRelease struct {
 
 func (x *LockRelease) Reset() {
 	*x = LockRelease{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[4]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +1256,7 @@ func (x *LockRelease) String() string {
 func (*LockRelease) ProtoMessage() {}
 
 func (x *LockRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[4]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +1269,7 @@ func (x *LockRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockRelease.ProtoReflect.Descriptor instead.
 func (*LockRelease) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LockRelease) GetName() string {
@@ -912,7 +1297,7 @@ type LockCancel struct {
 
 func (x *LockCancel) Reset() {
 	*x = LockCancel{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[5]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1309,7 @@ func (x *LockCancel) String() string {
 func (*LockCancel) ProtoMessage() {}
 
 func (x *LockCancel) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[5]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1322,7 @@ func (x *LockCancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockCancel.ProtoReflect.Descriptor instead.
 func (*LockCancel) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LockCancel) GetName() string {
@@ -967,7 +1352,7 @@ type LockProclaim struct {
 
 func (x *LockProclaim) Reset() {
 	*x = LockProclaim{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[6]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1364,7 @@ func (x *LockProclaim) String() string {
 func (*LockProclaim) ProtoMessage() {}
 
 func (x *LockProclaim) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[6]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1377,7 @@ func (x *LockProclaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockProclaim.ProtoReflect.Descriptor instead.
 func (*LockProclaim) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LockProclaim) GetName() string {
@@ -1032,7 +1417,7 @@ type LockResult struct {
 
 func (x *LockResult) Reset() {
 	*x = LockResult{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[7]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1429,7 @@ func (x *LockResult) String() string {
 func (*LockResult) ProtoMessage() {}
 
 func (x *LockResult) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[7]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1442,7 @@ func (x *LockResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockResult.ProtoReflect.Descriptor instead.
 func (*LockResult) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LockResult) GetGranted() bool {
@@ -1099,7 +1484,7 @@ type Attribute struct {
 
 func (x *Attribute) Reset() {
 	*x = Attribute{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[8]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1496,7 @@ func (x *Attribute) String() string {
 func (*Attribute) ProtoMessage() {}
 
 func (x *Attribute) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[8]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1509,7 @@ func (x *Attribute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attribute.ProtoReflect.Descriptor instead.
 func (*Attribute) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Attribute) GetName() string {
@@ -1159,7 +1544,7 @@ type SessionCreate struct {
 
 func (x *SessionCreate) Reset() {
 	*x = SessionCreate{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[9]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1556,7 @@ func (x *SessionCreate) String() string {
 func (*SessionCreate) ProtoMessage() {}
 
 func (x *SessionCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[9]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,7 +1569,7 @@ func (x *SessionCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionCreate.ProtoReflect.Descriptor instead.
 func (*SessionCreate) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SessionCreate) GetOwner() string {
@@ -1232,7 +1617,7 @@ type SessionRevoke struct {
 
 func (x *SessionRevoke) Reset() {
 	*x = SessionRevoke{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[10]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1244,7 +1629,7 @@ func (x *SessionRevoke) String() string {
 func (*SessionRevoke) ProtoMessage() {}
 
 func (x *SessionRevoke) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[10]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1257,7 +1642,7 @@ func (x *SessionRevoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRevoke.ProtoReflect.Descriptor instead.
 func (*SessionRevoke) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SessionRevoke) GetId() uint64 {
@@ -1277,7 +1662,7 @@ type SessionRevokeByOwner struct {
 
 func (x *SessionRevokeByOwner) Reset() {
 	*x = SessionRevokeByOwner{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[11]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1674,7 @@ func (x *SessionRevokeByOwner) String() string {
 func (*SessionRevokeByOwner) ProtoMessage() {}
 
 func (x *SessionRevokeByOwner) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[11]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1687,7 @@ func (x *SessionRevokeByOwner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRevokeByOwner.ProtoReflect.Descriptor instead.
 func (*SessionRevokeByOwner) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SessionRevokeByOwner) GetOwner() string {
@@ -1324,7 +1709,7 @@ type SessionSetAttributes struct {
 
 func (x *SessionSetAttributes) Reset() {
 	*x = SessionSetAttributes{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[12]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1721,7 @@ func (x *SessionSetAttributes) String() string {
 func (*SessionSetAttributes) ProtoMessage() {}
 
 func (x *SessionSetAttributes) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[12]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1734,7 @@ func (x *SessionSetAttributes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionSetAttributes.ProtoReflect.Descriptor instead.
 func (*SessionSetAttributes) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SessionSetAttributes) GetId() uint64 {
@@ -1384,7 +1769,7 @@ type SessionExpire struct {
 
 func (x *SessionExpire) Reset() {
 	*x = SessionExpire{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[13]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1781,7 @@ func (x *SessionExpire) String() string {
 func (*SessionExpire) ProtoMessage() {}
 
 func (x *SessionExpire) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[13]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1794,7 @@ func (x *SessionExpire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionExpire.ProtoReflect.Descriptor instead.
 func (*SessionExpire) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SessionExpire) GetIds() []uint64 {
@@ -1434,7 +1819,7 @@ type SessionResult struct {
 
 func (x *SessionResult) Reset() {
 	*x = SessionResult{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[14]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1831,7 @@ func (x *SessionResult) String() string {
 func (*SessionResult) ProtoMessage() {}
 
 func (x *SessionResult) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[14]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1844,7 @@ func (x *SessionResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionResult.ProtoReflect.Descriptor instead.
 func (*SessionResult) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SessionResult) GetId() uint64 {
@@ -1495,7 +1880,7 @@ type LeaderStart struct {
 
 func (x *LeaderStart) Reset() {
 	*x = LeaderStart{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[15]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +1892,7 @@ func (x *LeaderStart) String() string {
 func (*LeaderStart) ProtoMessage() {}
 
 func (x *LeaderStart) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[15]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1905,7 @@ func (x *LeaderStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderStart.ProtoReflect.Descriptor instead.
 func (*LeaderStart) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *LeaderStart) GetTerm() uint64 {
@@ -1548,7 +1933,7 @@ type ExpireDue struct {
 
 func (x *ExpireDue) Reset() {
 	*x = ExpireDue{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[16]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1945,7 @@ func (x *ExpireDue) String() string {
 func (*ExpireDue) ProtoMessage() {}
 
 func (x *ExpireDue) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[16]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1958,7 @@ func (x *ExpireDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireDue.ProtoReflect.Descriptor instead.
 func (*ExpireDue) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ExpireDue) GetLimit() uint32 {
@@ -1595,7 +1980,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[17]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1992,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[17]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +2005,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Member) GetId() string {
@@ -1654,7 +2039,7 @@ type MemberPut struct {
 
 func (x *MemberPut) Reset() {
 	*x = MemberPut{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[18]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +2051,7 @@ func (x *MemberPut) String() string {
 func (*MemberPut) ProtoMessage() {}
 
 func (x *MemberPut) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[18]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +2064,7 @@ func (x *MemberPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberPut.ProtoReflect.Descriptor instead.
 func (*MemberPut) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{18}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MemberPut) GetMember() *Member {
@@ -1699,7 +2084,7 @@ type MemberRemove struct {
 
 func (x *MemberRemove) Reset() {
 	*x = MemberRemove{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[19]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +2096,7 @@ func (x *MemberRemove) String() string {
 func (*MemberRemove) ProtoMessage() {}
 
 func (x *MemberRemove) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[19]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +2109,7 @@ func (x *MemberRemove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemove.ProtoReflect.Descriptor instead.
 func (*MemberRemove) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{19}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MemberRemove) GetId() string {
@@ -1746,7 +2131,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[20]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1758,7 +2143,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[20]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1771,7 +2156,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{20}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -1815,6 +2200,12 @@ type Result struct {
 	//	*Result_RateLimitRefund
 	//	*Result_PolicyPut
 	//	*Result_PolicyDelete
+	//	*Result_ZsetAdd
+	//	*Result_ZsetIncrement
+	//	*Result_ZsetRemove
+	//	*Result_ZsetRemoveRange
+	//	*Result_ZsetPop
+	//	*Result_ZsetStore
 	Value         isResult_Value `protobuf_oneof:"value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1822,7 +2213,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[21]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1834,7 +2225,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_command_proto_msgTypes[21]
+	mi := &file_conclave_fsm_v1_command_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1847,7 +2238,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{21}
+	return file_conclave_fsm_v1_command_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Result) GetIndex() uint64 {
@@ -1979,6 +2370,60 @@ func (x *Result) GetPolicyDelete() *v1.DeletePolicyResponse {
 	return nil
 }
 
+func (x *Result) GetZsetAdd() *v1.AddResponse {
+	if x != nil {
+		if x, ok := x.Value.(*Result_ZsetAdd); ok {
+			return x.ZsetAdd
+		}
+	}
+	return nil
+}
+
+func (x *Result) GetZsetIncrement() *v1.IncrementScoreResponse {
+	if x != nil {
+		if x, ok := x.Value.(*Result_ZsetIncrement); ok {
+			return x.ZsetIncrement
+		}
+	}
+	return nil
+}
+
+func (x *Result) GetZsetRemove() *v1.SortedSetServiceRemoveResponse {
+	if x != nil {
+		if x, ok := x.Value.(*Result_ZsetRemove); ok {
+			return x.ZsetRemove
+		}
+	}
+	return nil
+}
+
+func (x *Result) GetZsetRemoveRange() *v1.RemoveRangeResponse {
+	if x != nil {
+		if x, ok := x.Value.(*Result_ZsetRemoveRange); ok {
+			return x.ZsetRemoveRange
+		}
+	}
+	return nil
+}
+
+func (x *Result) GetZsetPop() *ZsetPopResult {
+	if x != nil {
+		if x, ok := x.Value.(*Result_ZsetPop); ok {
+			return x.ZsetPop
+		}
+	}
+	return nil
+}
+
+func (x *Result) GetZsetStore() *ZsetStoreResult {
+	if x != nil {
+		if x, ok := x.Value.(*Result_ZsetStore); ok {
+			return x.ZsetStore
+		}
+	}
+	return nil
+}
+
 type isResult_Value interface {
 	isResult_Value()
 }
@@ -2031,6 +2476,30 @@ type Result_PolicyDelete struct {
 	PolicyDelete *v1.DeletePolicyResponse `protobuf:"bytes,21,opt,name=policy_delete,json=policyDelete,proto3,oneof"`
 }
 
+type Result_ZsetAdd struct {
+	ZsetAdd *v1.AddResponse `protobuf:"bytes,22,opt,name=zset_add,json=zsetAdd,proto3,oneof"`
+}
+
+type Result_ZsetIncrement struct {
+	ZsetIncrement *v1.IncrementScoreResponse `protobuf:"bytes,23,opt,name=zset_increment,json=zsetIncrement,proto3,oneof"`
+}
+
+type Result_ZsetRemove struct {
+	ZsetRemove *v1.SortedSetServiceRemoveResponse `protobuf:"bytes,24,opt,name=zset_remove,json=zsetRemove,proto3,oneof"`
+}
+
+type Result_ZsetRemoveRange struct {
+	ZsetRemoveRange *v1.RemoveRangeResponse `protobuf:"bytes,25,opt,name=zset_remove_range,json=zsetRemoveRange,proto3,oneof"`
+}
+
+type Result_ZsetPop struct {
+	ZsetPop *ZsetPopResult `protobuf:"bytes,26,opt,name=zset_pop,json=zsetPop,proto3,oneof"`
+}
+
+type Result_ZsetStore struct {
+	ZsetStore *ZsetStoreResult `protobuf:"bytes,27,opt,name=zset_store,json=zsetStore,proto3,oneof"`
+}
+
 func (*Result_Set) isResult_Value() {}
 
 func (*Result_MultiSet) isResult_Value() {}
@@ -2055,11 +2524,23 @@ func (*Result_PolicyPut) isResult_Value() {}
 
 func (*Result_PolicyDelete) isResult_Value() {}
 
+func (*Result_ZsetAdd) isResult_Value() {}
+
+func (*Result_ZsetIncrement) isResult_Value() {}
+
+func (*Result_ZsetRemove) isResult_Value() {}
+
+func (*Result_ZsetRemoveRange) isResult_Value() {}
+
+func (*Result_ZsetPop) isResult_Value() {}
+
+func (*Result_ZsetStore) isResult_Value() {}
+
 var File_conclave_fsm_v1_command_proto protoreflect.FileDescriptor
 
 const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dconclave/fsm/v1/command.proto\x12\x0fconclave.fsm.v1\x1a\x14conclave/v1/kv.proto\x1a\x1bconclave/v1/ratelimit.proto\"\xd7\f\n" +
+	"\x1dconclave/fsm/v1/command.proto\x12\x0fconclave.fsm.v1\x1a\x14conclave/v1/kv.proto\x1a\x1bconclave/v1/ratelimit.proto\x1a\x16conclave/v1/zset.proto\"\xec\x0f\n" +
 	"\aCommand\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12\x1d\n" +
 	"\n" +
@@ -2091,8 +2572,31 @@ const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"\x11rate_limit_refund\x18\x1e \x01(\v2\x1a.conclave.v1.RefundRequestH\x00R\x0frateLimitRefund\x12>\n" +
 	"\n" +
 	"policy_put\x18\x1f \x01(\v2\x1d.conclave.v1.PutPolicyRequestH\x00R\tpolicyPut\x12G\n" +
-	"\rpolicy_delete\x18  \x01(\v2 .conclave.v1.DeletePolicyRequestH\x00R\fpolicyDeleteB\x04\n" +
-	"\x02op\"\xe4\x01\n" +
+	"\rpolicy_delete\x18  \x01(\v2 .conclave.v1.DeletePolicyRequestH\x00R\fpolicyDelete\x124\n" +
+	"\bzset_add\x18! \x01(\v2\x17.conclave.v1.AddRequestH\x00R\azsetAdd\x12K\n" +
+	"\x0ezset_increment\x18\" \x01(\v2\".conclave.v1.IncrementScoreRequestH\x00R\rzsetIncrement\x12M\n" +
+	"\vzset_remove\x18# \x01(\v2*.conclave.v1.SortedSetServiceRemoveRequestH\x00R\n" +
+	"zsetRemove\x12M\n" +
+	"\x11zset_remove_range\x18$ \x01(\v2\x1f.conclave.v1.RemoveRangeRequestH\x00R\x0fzsetRemoveRange\x125\n" +
+	"\bzset_pop\x18% \x01(\v2\x18.conclave.fsm.v1.ZsetPopH\x00R\azsetPop\x12;\n" +
+	"\n" +
+	"zset_store\x18& \x01(\v2\x1a.conclave.fsm.v1.ZsetStoreH\x00R\tzsetStoreB\x04\n" +
+	"\x02op\"C\n" +
+	"\aZsetPop\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\x12\x10\n" +
+	"\x03max\x18\x03 \x01(\bR\x03max\"\xf3\x01\n" +
+	"\tZsetStore\x12,\n" +
+	"\x02op\x18\x01 \x01(\x0e2\x1c.conclave.fsm.v1.ZsetStoreOpR\x02op\x12 \n" +
+	"\vdestination\x18\x02 \x01(\fR\vdestination\x12\x12\n" +
+	"\x04keys\x18\x03 \x03(\fR\x04keys\x12\x18\n" +
+	"\aweights\x18\x04 \x03(\x01R\aweights\x124\n" +
+	"\taggregate\x18\x05 \x01(\x0e2\x16.conclave.v1.AggregateR\taggregate\x122\n" +
+	"\ttie_break\x18\x06 \x01(\x0e2\x15.conclave.v1.TieBreakR\btieBreak\"D\n" +
+	"\rZsetPopResult\x123\n" +
+	"\amembers\x18\x01 \x03(\v2\x19.conclave.v1.ScoredMemberR\amembers\"'\n" +
+	"\x0fZsetStoreResult\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x03R\x05count\"\xe4\x01\n" +
 	"\n" +
 	"LockHolder\x12\x1d\n" +
 	"\n" +
@@ -2177,7 +2681,7 @@ const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"\x05Error\x12.\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1a.conclave.fsm.v1.ErrorCodeR\x04code\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\xaa\x06\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xcf\t\n" +
 	"\x06Result\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12,\n" +
 	"\x05error\x18\x02 \x01(\v2\x16.conclave.fsm.v1.ErrorR\x05error\x12,\n" +
@@ -2194,8 +2698,21 @@ const file_conclave_fsm_v1_command_proto_rawDesc = "" +
 	"\x11rate_limit_refund\x18\x13 \x01(\v2\x1b.conclave.v1.RefundResponseH\x00R\x0frateLimitRefund\x12?\n" +
 	"\n" +
 	"policy_put\x18\x14 \x01(\v2\x1e.conclave.v1.PutPolicyResponseH\x00R\tpolicyPut\x12H\n" +
-	"\rpolicy_delete\x18\x15 \x01(\v2!.conclave.v1.DeletePolicyResponseH\x00R\fpolicyDeleteB\a\n" +
-	"\x05value*T\n" +
+	"\rpolicy_delete\x18\x15 \x01(\v2!.conclave.v1.DeletePolicyResponseH\x00R\fpolicyDelete\x125\n" +
+	"\bzset_add\x18\x16 \x01(\v2\x18.conclave.v1.AddResponseH\x00R\azsetAdd\x12L\n" +
+	"\x0ezset_increment\x18\x17 \x01(\v2#.conclave.v1.IncrementScoreResponseH\x00R\rzsetIncrement\x12N\n" +
+	"\vzset_remove\x18\x18 \x01(\v2+.conclave.v1.SortedSetServiceRemoveResponseH\x00R\n" +
+	"zsetRemove\x12N\n" +
+	"\x11zset_remove_range\x18\x19 \x01(\v2 .conclave.v1.RemoveRangeResponseH\x00R\x0fzsetRemoveRange\x12;\n" +
+	"\bzset_pop\x18\x1a \x01(\v2\x1e.conclave.fsm.v1.ZsetPopResultH\x00R\azsetPop\x12A\n" +
+	"\n" +
+	"zset_store\x18\x1b \x01(\v2 .conclave.fsm.v1.ZsetStoreResultH\x00R\tzsetStoreB\a\n" +
+	"\x05value*z\n" +
+	"\vZsetStoreOp\x12\x1d\n" +
+	"\x19ZSET_STORE_OP_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13ZSET_STORE_OP_UNION\x10\x01\x12\x1b\n" +
+	"\x17ZSET_STORE_OP_INTERSECT\x10\x02\x12\x16\n" +
+	"\x12ZSET_STORE_OP_DIFF\x10\x03*T\n" +
 	"\bLockMode\x12\x19\n" +
 	"\x15LOCK_MODE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13LOCK_MODE_EXCLUSIVE\x10\x01\x12\x14\n" +
@@ -2223,105 +2740,137 @@ func file_conclave_fsm_v1_command_proto_rawDescGZIP() []byte {
 	return file_conclave_fsm_v1_command_proto_rawDescData
 }
 
-var file_conclave_fsm_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_conclave_fsm_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_conclave_fsm_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_conclave_fsm_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_conclave_fsm_v1_command_proto_goTypes = []any{
-	(LockMode)(0),                   // 0: conclave.fsm.v1.LockMode
-	(ErrorCode)(0),                  // 1: conclave.fsm.v1.ErrorCode
-	(*Command)(nil),                 // 2: conclave.fsm.v1.Command
-	(*LockHolder)(nil),              // 3: conclave.fsm.v1.LockHolder
-	(*LockWaiter)(nil),              // 4: conclave.fsm.v1.LockWaiter
-	(*LockAcquire)(nil),             // 5: conclave.fsm.v1.LockAcquire
-	(*LockRelease)(nil),             // 6: conclave.fsm.v1.LockRelease
-	(*LockCancel)(nil),              // 7: conclave.fsm.v1.LockCancel
-	(*LockProclaim)(nil),            // 8: conclave.fsm.v1.LockProclaim
-	(*LockResult)(nil),              // 9: conclave.fsm.v1.LockResult
-	(*Attribute)(nil),               // 10: conclave.fsm.v1.Attribute
-	(*SessionCreate)(nil),           // 11: conclave.fsm.v1.SessionCreate
-	(*SessionRevoke)(nil),           // 12: conclave.fsm.v1.SessionRevoke
-	(*SessionRevokeByOwner)(nil),    // 13: conclave.fsm.v1.SessionRevokeByOwner
-	(*SessionSetAttributes)(nil),    // 14: conclave.fsm.v1.SessionSetAttributes
-	(*SessionExpire)(nil),           // 15: conclave.fsm.v1.SessionExpire
-	(*SessionResult)(nil),           // 16: conclave.fsm.v1.SessionResult
-	(*LeaderStart)(nil),             // 17: conclave.fsm.v1.LeaderStart
-	(*ExpireDue)(nil),               // 18: conclave.fsm.v1.ExpireDue
-	(*Member)(nil),                  // 19: conclave.fsm.v1.Member
-	(*MemberPut)(nil),               // 20: conclave.fsm.v1.MemberPut
-	(*MemberRemove)(nil),            // 21: conclave.fsm.v1.MemberRemove
-	(*Error)(nil),                   // 22: conclave.fsm.v1.Error
-	(*Result)(nil),                  // 23: conclave.fsm.v1.Result
-	(*v1.SetRequest)(nil),           // 24: conclave.v1.SetRequest
-	(*v1.MultiSetRequest)(nil),      // 25: conclave.v1.MultiSetRequest
-	(*v1.DeleteRequest)(nil),        // 26: conclave.v1.DeleteRequest
-	(*v1.IncrementRequest)(nil),     // 27: conclave.v1.IncrementRequest
-	(*v1.ExpireRequest)(nil),        // 28: conclave.v1.ExpireRequest
-	(*v1.TxnRequest)(nil),           // 29: conclave.v1.TxnRequest
-	(*v1.CheckRequest)(nil),         // 30: conclave.v1.CheckRequest
-	(*v1.RefundRequest)(nil),        // 31: conclave.v1.RefundRequest
-	(*v1.PutPolicyRequest)(nil),     // 32: conclave.v1.PutPolicyRequest
-	(*v1.DeletePolicyRequest)(nil),  // 33: conclave.v1.DeletePolicyRequest
-	(*v1.SetResponse)(nil),          // 34: conclave.v1.SetResponse
-	(*v1.MultiSetResponse)(nil),     // 35: conclave.v1.MultiSetResponse
-	(*v1.DeleteResponse)(nil),       // 36: conclave.v1.DeleteResponse
-	(*v1.IncrementResponse)(nil),    // 37: conclave.v1.IncrementResponse
-	(*v1.ExpireResponse)(nil),       // 38: conclave.v1.ExpireResponse
-	(*v1.TxnResponse)(nil),          // 39: conclave.v1.TxnResponse
-	(*v1.CheckResponse)(nil),        // 40: conclave.v1.CheckResponse
-	(*v1.RefundResponse)(nil),       // 41: conclave.v1.RefundResponse
-	(*v1.PutPolicyResponse)(nil),    // 42: conclave.v1.PutPolicyResponse
-	(*v1.DeletePolicyResponse)(nil), // 43: conclave.v1.DeletePolicyResponse
+	(ZsetStoreOp)(0),                          // 0: conclave.fsm.v1.ZsetStoreOp
+	(LockMode)(0),                             // 1: conclave.fsm.v1.LockMode
+	(ErrorCode)(0),                            // 2: conclave.fsm.v1.ErrorCode
+	(*Command)(nil),                           // 3: conclave.fsm.v1.Command
+	(*ZsetPop)(nil),                           // 4: conclave.fsm.v1.ZsetPop
+	(*ZsetStore)(nil),                         // 5: conclave.fsm.v1.ZsetStore
+	(*ZsetPopResult)(nil),                     // 6: conclave.fsm.v1.ZsetPopResult
+	(*ZsetStoreResult)(nil),                   // 7: conclave.fsm.v1.ZsetStoreResult
+	(*LockHolder)(nil),                        // 8: conclave.fsm.v1.LockHolder
+	(*LockWaiter)(nil),                        // 9: conclave.fsm.v1.LockWaiter
+	(*LockAcquire)(nil),                       // 10: conclave.fsm.v1.LockAcquire
+	(*LockRelease)(nil),                       // 11: conclave.fsm.v1.LockRelease
+	(*LockCancel)(nil),                        // 12: conclave.fsm.v1.LockCancel
+	(*LockProclaim)(nil),                      // 13: conclave.fsm.v1.LockProclaim
+	(*LockResult)(nil),                        // 14: conclave.fsm.v1.LockResult
+	(*Attribute)(nil),                         // 15: conclave.fsm.v1.Attribute
+	(*SessionCreate)(nil),                     // 16: conclave.fsm.v1.SessionCreate
+	(*SessionRevoke)(nil),                     // 17: conclave.fsm.v1.SessionRevoke
+	(*SessionRevokeByOwner)(nil),              // 18: conclave.fsm.v1.SessionRevokeByOwner
+	(*SessionSetAttributes)(nil),              // 19: conclave.fsm.v1.SessionSetAttributes
+	(*SessionExpire)(nil),                     // 20: conclave.fsm.v1.SessionExpire
+	(*SessionResult)(nil),                     // 21: conclave.fsm.v1.SessionResult
+	(*LeaderStart)(nil),                       // 22: conclave.fsm.v1.LeaderStart
+	(*ExpireDue)(nil),                         // 23: conclave.fsm.v1.ExpireDue
+	(*Member)(nil),                            // 24: conclave.fsm.v1.Member
+	(*MemberPut)(nil),                         // 25: conclave.fsm.v1.MemberPut
+	(*MemberRemove)(nil),                      // 26: conclave.fsm.v1.MemberRemove
+	(*Error)(nil),                             // 27: conclave.fsm.v1.Error
+	(*Result)(nil),                            // 28: conclave.fsm.v1.Result
+	(*v1.SetRequest)(nil),                     // 29: conclave.v1.SetRequest
+	(*v1.MultiSetRequest)(nil),                // 30: conclave.v1.MultiSetRequest
+	(*v1.DeleteRequest)(nil),                  // 31: conclave.v1.DeleteRequest
+	(*v1.IncrementRequest)(nil),               // 32: conclave.v1.IncrementRequest
+	(*v1.ExpireRequest)(nil),                  // 33: conclave.v1.ExpireRequest
+	(*v1.TxnRequest)(nil),                     // 34: conclave.v1.TxnRequest
+	(*v1.CheckRequest)(nil),                   // 35: conclave.v1.CheckRequest
+	(*v1.RefundRequest)(nil),                  // 36: conclave.v1.RefundRequest
+	(*v1.PutPolicyRequest)(nil),               // 37: conclave.v1.PutPolicyRequest
+	(*v1.DeletePolicyRequest)(nil),            // 38: conclave.v1.DeletePolicyRequest
+	(*v1.AddRequest)(nil),                     // 39: conclave.v1.AddRequest
+	(*v1.IncrementScoreRequest)(nil),          // 40: conclave.v1.IncrementScoreRequest
+	(*v1.SortedSetServiceRemoveRequest)(nil),  // 41: conclave.v1.SortedSetServiceRemoveRequest
+	(*v1.RemoveRangeRequest)(nil),             // 42: conclave.v1.RemoveRangeRequest
+	(v1.Aggregate)(0),                         // 43: conclave.v1.Aggregate
+	(v1.TieBreak)(0),                          // 44: conclave.v1.TieBreak
+	(*v1.ScoredMember)(nil),                   // 45: conclave.v1.ScoredMember
+	(*v1.SetResponse)(nil),                    // 46: conclave.v1.SetResponse
+	(*v1.MultiSetResponse)(nil),               // 47: conclave.v1.MultiSetResponse
+	(*v1.DeleteResponse)(nil),                 // 48: conclave.v1.DeleteResponse
+	(*v1.IncrementResponse)(nil),              // 49: conclave.v1.IncrementResponse
+	(*v1.ExpireResponse)(nil),                 // 50: conclave.v1.ExpireResponse
+	(*v1.TxnResponse)(nil),                    // 51: conclave.v1.TxnResponse
+	(*v1.CheckResponse)(nil),                  // 52: conclave.v1.CheckResponse
+	(*v1.RefundResponse)(nil),                 // 53: conclave.v1.RefundResponse
+	(*v1.PutPolicyResponse)(nil),              // 54: conclave.v1.PutPolicyResponse
+	(*v1.DeletePolicyResponse)(nil),           // 55: conclave.v1.DeletePolicyResponse
+	(*v1.AddResponse)(nil),                    // 56: conclave.v1.AddResponse
+	(*v1.IncrementScoreResponse)(nil),         // 57: conclave.v1.IncrementScoreResponse
+	(*v1.SortedSetServiceRemoveResponse)(nil), // 58: conclave.v1.SortedSetServiceRemoveResponse
+	(*v1.RemoveRangeResponse)(nil),            // 59: conclave.v1.RemoveRangeResponse
 }
 var file_conclave_fsm_v1_command_proto_depIdxs = []int32{
-	17, // 0: conclave.fsm.v1.Command.leader_start:type_name -> conclave.fsm.v1.LeaderStart
-	24, // 1: conclave.fsm.v1.Command.set:type_name -> conclave.v1.SetRequest
-	25, // 2: conclave.fsm.v1.Command.multi_set:type_name -> conclave.v1.MultiSetRequest
-	26, // 3: conclave.fsm.v1.Command.delete:type_name -> conclave.v1.DeleteRequest
-	27, // 4: conclave.fsm.v1.Command.increment:type_name -> conclave.v1.IncrementRequest
-	28, // 5: conclave.fsm.v1.Command.expire:type_name -> conclave.v1.ExpireRequest
-	29, // 6: conclave.fsm.v1.Command.txn:type_name -> conclave.v1.TxnRequest
-	18, // 7: conclave.fsm.v1.Command.expire_due:type_name -> conclave.fsm.v1.ExpireDue
-	20, // 8: conclave.fsm.v1.Command.member_put:type_name -> conclave.fsm.v1.MemberPut
-	21, // 9: conclave.fsm.v1.Command.member_remove:type_name -> conclave.fsm.v1.MemberRemove
-	11, // 10: conclave.fsm.v1.Command.session_create:type_name -> conclave.fsm.v1.SessionCreate
-	12, // 11: conclave.fsm.v1.Command.session_revoke:type_name -> conclave.fsm.v1.SessionRevoke
-	13, // 12: conclave.fsm.v1.Command.session_revoke_by_owner:type_name -> conclave.fsm.v1.SessionRevokeByOwner
-	14, // 13: conclave.fsm.v1.Command.session_set_attributes:type_name -> conclave.fsm.v1.SessionSetAttributes
-	15, // 14: conclave.fsm.v1.Command.session_expire:type_name -> conclave.fsm.v1.SessionExpire
-	5,  // 15: conclave.fsm.v1.Command.lock_acquire:type_name -> conclave.fsm.v1.LockAcquire
-	6,  // 16: conclave.fsm.v1.Command.lock_release:type_name -> conclave.fsm.v1.LockRelease
-	7,  // 17: conclave.fsm.v1.Command.lock_cancel:type_name -> conclave.fsm.v1.LockCancel
-	8,  // 18: conclave.fsm.v1.Command.lock_proclaim:type_name -> conclave.fsm.v1.LockProclaim
-	30, // 19: conclave.fsm.v1.Command.rate_limit_check:type_name -> conclave.v1.CheckRequest
-	31, // 20: conclave.fsm.v1.Command.rate_limit_refund:type_name -> conclave.v1.RefundRequest
-	32, // 21: conclave.fsm.v1.Command.policy_put:type_name -> conclave.v1.PutPolicyRequest
-	33, // 22: conclave.fsm.v1.Command.policy_delete:type_name -> conclave.v1.DeletePolicyRequest
-	0,  // 23: conclave.fsm.v1.LockHolder.mode:type_name -> conclave.fsm.v1.LockMode
-	0,  // 24: conclave.fsm.v1.LockWaiter.mode:type_name -> conclave.fsm.v1.LockMode
-	0,  // 25: conclave.fsm.v1.LockAcquire.mode:type_name -> conclave.fsm.v1.LockMode
-	3,  // 26: conclave.fsm.v1.LockResult.holder:type_name -> conclave.fsm.v1.LockHolder
-	10, // 27: conclave.fsm.v1.SessionCreate.attributes:type_name -> conclave.fsm.v1.Attribute
-	10, // 28: conclave.fsm.v1.SessionSetAttributes.set:type_name -> conclave.fsm.v1.Attribute
-	19, // 29: conclave.fsm.v1.LeaderStart.member:type_name -> conclave.fsm.v1.Member
-	19, // 30: conclave.fsm.v1.MemberPut.member:type_name -> conclave.fsm.v1.Member
-	1,  // 31: conclave.fsm.v1.Error.code:type_name -> conclave.fsm.v1.ErrorCode
-	22, // 32: conclave.fsm.v1.Result.error:type_name -> conclave.fsm.v1.Error
-	34, // 33: conclave.fsm.v1.Result.set:type_name -> conclave.v1.SetResponse
-	35, // 34: conclave.fsm.v1.Result.multi_set:type_name -> conclave.v1.MultiSetResponse
-	36, // 35: conclave.fsm.v1.Result.delete:type_name -> conclave.v1.DeleteResponse
-	37, // 36: conclave.fsm.v1.Result.increment:type_name -> conclave.v1.IncrementResponse
-	38, // 37: conclave.fsm.v1.Result.expire:type_name -> conclave.v1.ExpireResponse
-	39, // 38: conclave.fsm.v1.Result.txn:type_name -> conclave.v1.TxnResponse
-	16, // 39: conclave.fsm.v1.Result.session:type_name -> conclave.fsm.v1.SessionResult
-	9,  // 40: conclave.fsm.v1.Result.lock:type_name -> conclave.fsm.v1.LockResult
-	40, // 41: conclave.fsm.v1.Result.rate_limit_check:type_name -> conclave.v1.CheckResponse
-	41, // 42: conclave.fsm.v1.Result.rate_limit_refund:type_name -> conclave.v1.RefundResponse
-	42, // 43: conclave.fsm.v1.Result.policy_put:type_name -> conclave.v1.PutPolicyResponse
-	43, // 44: conclave.fsm.v1.Result.policy_delete:type_name -> conclave.v1.DeletePolicyResponse
-	45, // [45:45] is the sub-list for method output_type
-	45, // [45:45] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	22, // 0: conclave.fsm.v1.Command.leader_start:type_name -> conclave.fsm.v1.LeaderStart
+	29, // 1: conclave.fsm.v1.Command.set:type_name -> conclave.v1.SetRequest
+	30, // 2: conclave.fsm.v1.Command.multi_set:type_name -> conclave.v1.MultiSetRequest
+	31, // 3: conclave.fsm.v1.Command.delete:type_name -> conclave.v1.DeleteRequest
+	32, // 4: conclave.fsm.v1.Command.increment:type_name -> conclave.v1.IncrementRequest
+	33, // 5: conclave.fsm.v1.Command.expire:type_name -> conclave.v1.ExpireRequest
+	34, // 6: conclave.fsm.v1.Command.txn:type_name -> conclave.v1.TxnRequest
+	23, // 7: conclave.fsm.v1.Command.expire_due:type_name -> conclave.fsm.v1.ExpireDue
+	25, // 8: conclave.fsm.v1.Command.member_put:type_name -> conclave.fsm.v1.MemberPut
+	26, // 9: conclave.fsm.v1.Command.member_remove:type_name -> conclave.fsm.v1.MemberRemove
+	16, // 10: conclave.fsm.v1.Command.session_create:type_name -> conclave.fsm.v1.SessionCreate
+	17, // 11: conclave.fsm.v1.Command.session_revoke:type_name -> conclave.fsm.v1.SessionRevoke
+	18, // 12: conclave.fsm.v1.Command.session_revoke_by_owner:type_name -> conclave.fsm.v1.SessionRevokeByOwner
+	19, // 13: conclave.fsm.v1.Command.session_set_attributes:type_name -> conclave.fsm.v1.SessionSetAttributes
+	20, // 14: conclave.fsm.v1.Command.session_expire:type_name -> conclave.fsm.v1.SessionExpire
+	10, // 15: conclave.fsm.v1.Command.lock_acquire:type_name -> conclave.fsm.v1.LockAcquire
+	11, // 16: conclave.fsm.v1.Command.lock_release:type_name -> conclave.fsm.v1.LockRelease
+	12, // 17: conclave.fsm.v1.Command.lock_cancel:type_name -> conclave.fsm.v1.LockCancel
+	13, // 18: conclave.fsm.v1.Command.lock_proclaim:type_name -> conclave.fsm.v1.LockProclaim
+	35, // 19: conclave.fsm.v1.Command.rate_limit_check:type_name -> conclave.v1.CheckRequest
+	36, // 20: conclave.fsm.v1.Command.rate_limit_refund:type_name -> conclave.v1.RefundRequest
+	37, // 21: conclave.fsm.v1.Command.policy_put:type_name -> conclave.v1.PutPolicyRequest
+	38, // 22: conclave.fsm.v1.Command.policy_delete:type_name -> conclave.v1.DeletePolicyRequest
+	39, // 23: conclave.fsm.v1.Command.zset_add:type_name -> conclave.v1.AddRequest
+	40, // 24: conclave.fsm.v1.Command.zset_increment:type_name -> conclave.v1.IncrementScoreRequest
+	41, // 25: conclave.fsm.v1.Command.zset_remove:type_name -> conclave.v1.SortedSetServiceRemoveRequest
+	42, // 26: conclave.fsm.v1.Command.zset_remove_range:type_name -> conclave.v1.RemoveRangeRequest
+	4,  // 27: conclave.fsm.v1.Command.zset_pop:type_name -> conclave.fsm.v1.ZsetPop
+	5,  // 28: conclave.fsm.v1.Command.zset_store:type_name -> conclave.fsm.v1.ZsetStore
+	0,  // 29: conclave.fsm.v1.ZsetStore.op:type_name -> conclave.fsm.v1.ZsetStoreOp
+	43, // 30: conclave.fsm.v1.ZsetStore.aggregate:type_name -> conclave.v1.Aggregate
+	44, // 31: conclave.fsm.v1.ZsetStore.tie_break:type_name -> conclave.v1.TieBreak
+	45, // 32: conclave.fsm.v1.ZsetPopResult.members:type_name -> conclave.v1.ScoredMember
+	1,  // 33: conclave.fsm.v1.LockHolder.mode:type_name -> conclave.fsm.v1.LockMode
+	1,  // 34: conclave.fsm.v1.LockWaiter.mode:type_name -> conclave.fsm.v1.LockMode
+	1,  // 35: conclave.fsm.v1.LockAcquire.mode:type_name -> conclave.fsm.v1.LockMode
+	8,  // 36: conclave.fsm.v1.LockResult.holder:type_name -> conclave.fsm.v1.LockHolder
+	15, // 37: conclave.fsm.v1.SessionCreate.attributes:type_name -> conclave.fsm.v1.Attribute
+	15, // 38: conclave.fsm.v1.SessionSetAttributes.set:type_name -> conclave.fsm.v1.Attribute
+	24, // 39: conclave.fsm.v1.LeaderStart.member:type_name -> conclave.fsm.v1.Member
+	24, // 40: conclave.fsm.v1.MemberPut.member:type_name -> conclave.fsm.v1.Member
+	2,  // 41: conclave.fsm.v1.Error.code:type_name -> conclave.fsm.v1.ErrorCode
+	27, // 42: conclave.fsm.v1.Result.error:type_name -> conclave.fsm.v1.Error
+	46, // 43: conclave.fsm.v1.Result.set:type_name -> conclave.v1.SetResponse
+	47, // 44: conclave.fsm.v1.Result.multi_set:type_name -> conclave.v1.MultiSetResponse
+	48, // 45: conclave.fsm.v1.Result.delete:type_name -> conclave.v1.DeleteResponse
+	49, // 46: conclave.fsm.v1.Result.increment:type_name -> conclave.v1.IncrementResponse
+	50, // 47: conclave.fsm.v1.Result.expire:type_name -> conclave.v1.ExpireResponse
+	51, // 48: conclave.fsm.v1.Result.txn:type_name -> conclave.v1.TxnResponse
+	21, // 49: conclave.fsm.v1.Result.session:type_name -> conclave.fsm.v1.SessionResult
+	14, // 50: conclave.fsm.v1.Result.lock:type_name -> conclave.fsm.v1.LockResult
+	52, // 51: conclave.fsm.v1.Result.rate_limit_check:type_name -> conclave.v1.CheckResponse
+	53, // 52: conclave.fsm.v1.Result.rate_limit_refund:type_name -> conclave.v1.RefundResponse
+	54, // 53: conclave.fsm.v1.Result.policy_put:type_name -> conclave.v1.PutPolicyResponse
+	55, // 54: conclave.fsm.v1.Result.policy_delete:type_name -> conclave.v1.DeletePolicyResponse
+	56, // 55: conclave.fsm.v1.Result.zset_add:type_name -> conclave.v1.AddResponse
+	57, // 56: conclave.fsm.v1.Result.zset_increment:type_name -> conclave.v1.IncrementScoreResponse
+	58, // 57: conclave.fsm.v1.Result.zset_remove:type_name -> conclave.v1.SortedSetServiceRemoveResponse
+	59, // 58: conclave.fsm.v1.Result.zset_remove_range:type_name -> conclave.v1.RemoveRangeResponse
+	6,  // 59: conclave.fsm.v1.Result.zset_pop:type_name -> conclave.fsm.v1.ZsetPopResult
+	7,  // 60: conclave.fsm.v1.Result.zset_store:type_name -> conclave.fsm.v1.ZsetStoreResult
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_conclave_fsm_v1_command_proto_init() }
@@ -2353,8 +2902,14 @@ func file_conclave_fsm_v1_command_proto_init() {
 		(*Command_RateLimitRefund)(nil),
 		(*Command_PolicyPut)(nil),
 		(*Command_PolicyDelete)(nil),
+		(*Command_ZsetAdd)(nil),
+		(*Command_ZsetIncrement)(nil),
+		(*Command_ZsetRemove)(nil),
+		(*Command_ZsetRemoveRange)(nil),
+		(*Command_ZsetPop)(nil),
+		(*Command_ZsetStore)(nil),
 	}
-	file_conclave_fsm_v1_command_proto_msgTypes[21].OneofWrappers = []any{
+	file_conclave_fsm_v1_command_proto_msgTypes[25].OneofWrappers = []any{
 		(*Result_Set)(nil),
 		(*Result_MultiSet)(nil),
 		(*Result_Delete)(nil),
@@ -2367,14 +2922,20 @@ func file_conclave_fsm_v1_command_proto_init() {
 		(*Result_RateLimitRefund)(nil),
 		(*Result_PolicyPut)(nil),
 		(*Result_PolicyDelete)(nil),
+		(*Result_ZsetAdd)(nil),
+		(*Result_ZsetIncrement)(nil),
+		(*Result_ZsetRemove)(nil),
+		(*Result_ZsetRemoveRange)(nil),
+		(*Result_ZsetPop)(nil),
+		(*Result_ZsetStore)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_conclave_fsm_v1_command_proto_rawDesc), len(file_conclave_fsm_v1_command_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   22,
+			NumEnums:      3,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

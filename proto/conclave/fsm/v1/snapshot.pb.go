@@ -102,7 +102,10 @@ type Entry struct {
 	// expires_at_unix_nano is the absolute deadline; 0 means none.
 	ExpiresAtUnixNano int64 `protobuf:"varint,6,opt,name=expires_at_unix_nano,json=expiresAtUnixNano,proto3" json:"expires_at_unix_nano,omitempty"`
 	// session_id is the session the key is attached to (deleted when it ends); 0 = none.
-	SessionId     uint64 `protobuf:"varint,7,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	SessionId uint64 `protobuf:"varint,7,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// sorted_set is set when the key holds a sorted set; its members follow in
+	// ZsetMembers records, in rank order.
+	SortedSet     *ZsetHeader `protobuf:"bytes,8,opt,name=sorted_set,json=sortedSet,proto3" json:"sorted_set,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -186,6 +189,181 @@ func (x *Entry) GetSessionId() uint64 {
 	return 0
 }
 
+func (x *Entry) GetSortedSet() *ZsetHeader {
+	if x != nil {
+		return x.SortedSet
+	}
+	return nil
+}
+
+// ZsetHeader describes a sorted set stored at a key.
+type ZsetHeader struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TieBreak v1.TieBreak            `protobuf:"varint,1,opt,name=tie_break,json=tieBreak,proto3,enum=conclave.v1.TieBreak" json:"tie_break,omitempty"`
+	// seq is the last arrival number given (TIE_BREAK_ARRIVAL*).
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// members is the number of members in the ZsetMembers records that follow.
+	Members       int64 `protobuf:"varint,3,opt,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ZsetHeader) Reset() {
+	*x = ZsetHeader{}
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ZsetHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ZsetHeader) ProtoMessage() {}
+
+func (x *ZsetHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ZsetHeader.ProtoReflect.Descriptor instead.
+func (*ZsetHeader) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ZsetHeader) GetTieBreak() v1.TieBreak {
+	if x != nil {
+		return x.TieBreak
+	}
+	return v1.TieBreak(0)
+}
+
+func (x *ZsetHeader) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ZsetHeader) GetMembers() int64 {
+	if x != nil {
+		return x.Members
+	}
+	return 0
+}
+
+// ZsetMembers is a run of a sorted set's members, in rank order.
+type ZsetMembers struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Members       []*ZsetMember          `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ZsetMembers) Reset() {
+	*x = ZsetMembers{}
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ZsetMembers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ZsetMembers) ProtoMessage() {}
+
+func (x *ZsetMembers) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ZsetMembers.ProtoReflect.Descriptor instead.
+func (*ZsetMembers) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ZsetMembers) GetMembers() []*ZsetMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+type ZsetMember struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Member        string                 `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	Score         float64                `protobuf:"fixed64,2,opt,name=score,proto3" json:"score,omitempty"`
+	Tie           uint64                 `protobuf:"varint,3,opt,name=tie,proto3" json:"tie,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ZsetMember) Reset() {
+	*x = ZsetMember{}
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ZsetMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ZsetMember) ProtoMessage() {}
+
+func (x *ZsetMember) ProtoReflect() protoreflect.Message {
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ZsetMember.ProtoReflect.Descriptor instead.
+func (*ZsetMember) Descriptor() ([]byte, []int) {
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ZsetMember) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *ZsetMember) GetScore() float64 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *ZsetMember) GetTie() uint64 {
+	if x != nil {
+		return x.Tie
+	}
+	return 0
+}
+
 // SessionRecord is one live session.
 type SessionRecord struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -204,7 +382,7 @@ type SessionRecord struct {
 
 func (x *SessionRecord) Reset() {
 	*x = SessionRecord{}
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[2]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -216,7 +394,7 @@ func (x *SessionRecord) String() string {
 func (*SessionRecord) ProtoMessage() {}
 
 func (x *SessionRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[2]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -229,7 +407,7 @@ func (x *SessionRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRecord.ProtoReflect.Descriptor instead.
 func (*SessionRecord) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{2}
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SessionRecord) GetId() uint64 {
@@ -300,7 +478,7 @@ type DedupRecord struct {
 
 func (x *DedupRecord) Reset() {
 	*x = DedupRecord{}
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[3]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -312,7 +490,7 @@ func (x *DedupRecord) String() string {
 func (*DedupRecord) ProtoMessage() {}
 
 func (x *DedupRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[3]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -325,7 +503,7 @@ func (x *DedupRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DedupRecord.ProtoReflect.Descriptor instead.
 func (*DedupRecord) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{3}
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DedupRecord) GetRequestId() string {
@@ -361,6 +539,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Lock
 	//	*SnapshotRecord_Policy
 	//	*SnapshotRecord_Limiter
+	//	*SnapshotRecord_ZsetMembers
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -368,7 +547,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[4]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +559,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[4]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +572,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -466,6 +645,15 @@ func (x *SnapshotRecord) GetLimiter() *LimiterRecord {
 	return nil
 }
 
+func (x *SnapshotRecord) GetZsetMembers() *ZsetMembers {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_ZsetMembers); ok {
+			return x.ZsetMembers
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -498,6 +686,10 @@ type SnapshotRecord_Limiter struct {
 	Limiter *LimiterRecord `protobuf:"bytes,7,opt,name=limiter,proto3,oneof"`
 }
 
+type SnapshotRecord_ZsetMembers struct {
+	ZsetMembers *ZsetMembers `protobuf:"bytes,8,opt,name=zset_members,json=zsetMembers,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Entry) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Member) isSnapshotRecord_Record() {}
@@ -511,6 +703,8 @@ func (*SnapshotRecord_Lock) isSnapshotRecord_Record() {}
 func (*SnapshotRecord_Policy) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Limiter) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_ZsetMembers) isSnapshotRecord_Record() {}
 
 // LimiterRecord is one rate limiter's state. It is deleted when idle (expires_at_unix_nano
 // passed: the limiter is back to full), so memory is bounded by live keys.
@@ -536,7 +730,7 @@ type LimiterRecord struct {
 
 func (x *LimiterRecord) Reset() {
 	*x = LimiterRecord{}
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[5]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +742,7 @@ func (x *LimiterRecord) String() string {
 func (*LimiterRecord) ProtoMessage() {}
 
 func (x *LimiterRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[5]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +755,7 @@ func (x *LimiterRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimiterRecord.ProtoReflect.Descriptor instead.
 func (*LimiterRecord) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{5}
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LimiterRecord) GetKey() string {
@@ -630,7 +824,7 @@ type LimiterHit struct {
 
 func (x *LimiterHit) Reset() {
 	*x = LimiterHit{}
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[6]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +836,7 @@ func (x *LimiterHit) String() string {
 func (*LimiterHit) ProtoMessage() {}
 
 func (x *LimiterHit) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[6]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +849,7 @@ func (x *LimiterHit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimiterHit.ProtoReflect.Descriptor instead.
 func (*LimiterHit) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{6}
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LimiterHit) GetAtUnixNano() int64 {
@@ -683,7 +877,7 @@ type LimiterSlot struct {
 
 func (x *LimiterSlot) Reset() {
 	*x = LimiterSlot{}
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[7]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -695,7 +889,7 @@ func (x *LimiterSlot) String() string {
 func (*LimiterSlot) ProtoMessage() {}
 
 func (x *LimiterSlot) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[7]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -708,7 +902,7 @@ func (x *LimiterSlot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimiterSlot.ProtoReflect.Descriptor instead.
 func (*LimiterSlot) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{7}
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LimiterSlot) GetId() uint64 {
@@ -741,7 +935,7 @@ type LockRecord struct {
 
 func (x *LockRecord) Reset() {
 	*x = LockRecord{}
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[8]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +947,7 @@ func (x *LockRecord) String() string {
 func (*LockRecord) ProtoMessage() {}
 
 func (x *LockRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[8]
+	mi := &file_conclave_fsm_v1_snapshot_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +960,7 @@ func (x *LockRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockRecord.ProtoReflect.Descriptor instead.
 func (*LockRecord) Descriptor() ([]byte, []int) {
-	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{8}
+	return file_conclave_fsm_v1_snapshot_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LockRecord) GetName() string {
@@ -808,12 +1002,12 @@ var File_conclave_fsm_v1_snapshot_proto protoreflect.FileDescriptor
 
 const file_conclave_fsm_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
-	"\x1econclave/fsm/v1/snapshot.proto\x12\x0fconclave.fsm.v1\x1a\x1dconclave/fsm/v1/command.proto\x1a\x1bconclave/v1/ratelimit.proto\"\xae\x01\n" +
+	"\x1econclave/fsm/v1/snapshot.proto\x12\x0fconclave.fsm.v1\x1a\x1dconclave/fsm/v1/command.proto\x1a\x1bconclave/v1/ratelimit.proto\x1a\x16conclave/v1/zset.proto\"\xae\x01\n" +
 	"\fSnapshotMeta\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12#\n" +
 	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x12&\n" +
 	"\x0fclock_unix_nano\x18\x03 \x01(\x03R\rclockUnixNano\x12*\n" +
-	"\x11leader_start_term\x18\x04 \x01(\x04R\x0fleaderStartTerm\"\xe5\x01\n" +
+	"\x11leader_start_term\x18\x04 \x01(\x04R\x0fleaderStartTerm\"\xa1\x02\n" +
 	"\x05Entry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12'\n" +
@@ -822,7 +1016,21 @@ const file_conclave_fsm_v1_snapshot_proto_rawDesc = "" +
 	"\aversion\x18\x05 \x01(\x03R\aversion\x12/\n" +
 	"\x14expires_at_unix_nano\x18\x06 \x01(\x03R\x11expiresAtUnixNano\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\a \x01(\x04R\tsessionId\"\xb6\x02\n" +
+	"session_id\x18\a \x01(\x04R\tsessionId\x12:\n" +
+	"\n" +
+	"sorted_set\x18\b \x01(\v2\x1b.conclave.fsm.v1.ZsetHeaderR\tsortedSet\"l\n" +
+	"\n" +
+	"ZsetHeader\x122\n" +
+	"\ttie_break\x18\x01 \x01(\x0e2\x15.conclave.v1.TieBreakR\btieBreak\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x18\n" +
+	"\amembers\x18\x03 \x01(\x03R\amembers\"D\n" +
+	"\vZsetMembers\x125\n" +
+	"\amembers\x18\x01 \x03(\v2\x1b.conclave.fsm.v1.ZsetMemberR\amembers\"L\n" +
+	"\n" +
+	"ZsetMember\x12\x16\n" +
+	"\x06member\x18\x01 \x01(\tR\x06member\x12\x14\n" +
+	"\x05score\x18\x02 \x01(\x01R\x05score\x12\x10\n" +
+	"\x03tie\x18\x03 \x01(\x04R\x03tie\"\xb6\x02\n" +
 	"\rSessionRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x15\n" +
@@ -839,7 +1047,7 @@ const file_conclave_fsm_v1_snapshot_proto_rawDesc = "" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12 \n" +
 	"\fat_unix_nano\x18\x02 \x01(\x03R\n" +
 	"atUnixNano\x12/\n" +
-	"\x06result\x18\x03 \x01(\v2\x17.conclave.fsm.v1.ResultR\x06result\"\x96\x03\n" +
+	"\x06result\x18\x03 \x01(\v2\x17.conclave.fsm.v1.ResultR\x06result\"\xd9\x03\n" +
 	"\x0eSnapshotRecord\x12.\n" +
 	"\x05entry\x18\x01 \x01(\v2\x16.conclave.fsm.v1.EntryH\x00R\x05entry\x121\n" +
 	"\x06member\x18\x02 \x01(\v2\x17.conclave.fsm.v1.MemberH\x00R\x06member\x124\n" +
@@ -847,7 +1055,8 @@ const file_conclave_fsm_v1_snapshot_proto_rawDesc = "" +
 	"\asession\x18\x04 \x01(\v2\x1e.conclave.fsm.v1.SessionRecordH\x00R\asession\x121\n" +
 	"\x04lock\x18\x05 \x01(\v2\x1b.conclave.fsm.v1.LockRecordH\x00R\x04lock\x126\n" +
 	"\x06policy\x18\x06 \x01(\v2\x1c.conclave.v1.RateLimitPolicyH\x00R\x06policy\x12:\n" +
-	"\alimiter\x18\a \x01(\v2\x1e.conclave.fsm.v1.LimiterRecordH\x00R\alimiterB\b\n" +
+	"\alimiter\x18\a \x01(\v2\x1e.conclave.fsm.v1.LimiterRecordH\x00R\alimiter\x12A\n" +
+	"\fzset_members\x18\b \x01(\v2\x1c.conclave.fsm.v1.ZsetMembersH\x00R\vzsetMembersB\b\n" +
 	"\x06record\"\xdc\x02\n" +
 	"\rLimiterRecord\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x124\n" +
@@ -886,44 +1095,52 @@ func file_conclave_fsm_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_conclave_fsm_v1_snapshot_proto_rawDescData
 }
 
-var file_conclave_fsm_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_conclave_fsm_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_conclave_fsm_v1_snapshot_proto_goTypes = []any{
 	(*SnapshotMeta)(nil),       // 0: conclave.fsm.v1.SnapshotMeta
 	(*Entry)(nil),              // 1: conclave.fsm.v1.Entry
-	(*SessionRecord)(nil),      // 2: conclave.fsm.v1.SessionRecord
-	(*DedupRecord)(nil),        // 3: conclave.fsm.v1.DedupRecord
-	(*SnapshotRecord)(nil),     // 4: conclave.fsm.v1.SnapshotRecord
-	(*LimiterRecord)(nil),      // 5: conclave.fsm.v1.LimiterRecord
-	(*LimiterHit)(nil),         // 6: conclave.fsm.v1.LimiterHit
-	(*LimiterSlot)(nil),        // 7: conclave.fsm.v1.LimiterSlot
-	(*LockRecord)(nil),         // 8: conclave.fsm.v1.LockRecord
-	(*Attribute)(nil),          // 9: conclave.fsm.v1.Attribute
-	(*Result)(nil),             // 10: conclave.fsm.v1.Result
-	(*Member)(nil),             // 11: conclave.fsm.v1.Member
-	(*v1.RateLimitPolicy)(nil), // 12: conclave.v1.RateLimitPolicy
-	(*LockHolder)(nil),         // 13: conclave.fsm.v1.LockHolder
-	(*LockWaiter)(nil),         // 14: conclave.fsm.v1.LockWaiter
+	(*ZsetHeader)(nil),         // 2: conclave.fsm.v1.ZsetHeader
+	(*ZsetMembers)(nil),        // 3: conclave.fsm.v1.ZsetMembers
+	(*ZsetMember)(nil),         // 4: conclave.fsm.v1.ZsetMember
+	(*SessionRecord)(nil),      // 5: conclave.fsm.v1.SessionRecord
+	(*DedupRecord)(nil),        // 6: conclave.fsm.v1.DedupRecord
+	(*SnapshotRecord)(nil),     // 7: conclave.fsm.v1.SnapshotRecord
+	(*LimiterRecord)(nil),      // 8: conclave.fsm.v1.LimiterRecord
+	(*LimiterHit)(nil),         // 9: conclave.fsm.v1.LimiterHit
+	(*LimiterSlot)(nil),        // 10: conclave.fsm.v1.LimiterSlot
+	(*LockRecord)(nil),         // 11: conclave.fsm.v1.LockRecord
+	(v1.TieBreak)(0),           // 12: conclave.v1.TieBreak
+	(*Attribute)(nil),          // 13: conclave.fsm.v1.Attribute
+	(*Result)(nil),             // 14: conclave.fsm.v1.Result
+	(*Member)(nil),             // 15: conclave.fsm.v1.Member
+	(*v1.RateLimitPolicy)(nil), // 16: conclave.v1.RateLimitPolicy
+	(*LockHolder)(nil),         // 17: conclave.fsm.v1.LockHolder
+	(*LockWaiter)(nil),         // 18: conclave.fsm.v1.LockWaiter
 }
 var file_conclave_fsm_v1_snapshot_proto_depIdxs = []int32{
-	9,  // 0: conclave.fsm.v1.SessionRecord.attributes:type_name -> conclave.fsm.v1.Attribute
-	10, // 1: conclave.fsm.v1.DedupRecord.result:type_name -> conclave.fsm.v1.Result
-	1,  // 2: conclave.fsm.v1.SnapshotRecord.entry:type_name -> conclave.fsm.v1.Entry
-	11, // 3: conclave.fsm.v1.SnapshotRecord.member:type_name -> conclave.fsm.v1.Member
-	3,  // 4: conclave.fsm.v1.SnapshotRecord.dedup:type_name -> conclave.fsm.v1.DedupRecord
-	2,  // 5: conclave.fsm.v1.SnapshotRecord.session:type_name -> conclave.fsm.v1.SessionRecord
-	8,  // 6: conclave.fsm.v1.SnapshotRecord.lock:type_name -> conclave.fsm.v1.LockRecord
-	12, // 7: conclave.fsm.v1.SnapshotRecord.policy:type_name -> conclave.v1.RateLimitPolicy
-	5,  // 8: conclave.fsm.v1.SnapshotRecord.limiter:type_name -> conclave.fsm.v1.LimiterRecord
-	12, // 9: conclave.fsm.v1.LimiterRecord.policy:type_name -> conclave.v1.RateLimitPolicy
-	6,  // 10: conclave.fsm.v1.LimiterRecord.hits:type_name -> conclave.fsm.v1.LimiterHit
-	7,  // 11: conclave.fsm.v1.LimiterRecord.slots:type_name -> conclave.fsm.v1.LimiterSlot
-	13, // 12: conclave.fsm.v1.LockRecord.holders:type_name -> conclave.fsm.v1.LockHolder
-	14, // 13: conclave.fsm.v1.LockRecord.waiters:type_name -> conclave.fsm.v1.LockWaiter
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	2,  // 0: conclave.fsm.v1.Entry.sorted_set:type_name -> conclave.fsm.v1.ZsetHeader
+	12, // 1: conclave.fsm.v1.ZsetHeader.tie_break:type_name -> conclave.v1.TieBreak
+	4,  // 2: conclave.fsm.v1.ZsetMembers.members:type_name -> conclave.fsm.v1.ZsetMember
+	13, // 3: conclave.fsm.v1.SessionRecord.attributes:type_name -> conclave.fsm.v1.Attribute
+	14, // 4: conclave.fsm.v1.DedupRecord.result:type_name -> conclave.fsm.v1.Result
+	1,  // 5: conclave.fsm.v1.SnapshotRecord.entry:type_name -> conclave.fsm.v1.Entry
+	15, // 6: conclave.fsm.v1.SnapshotRecord.member:type_name -> conclave.fsm.v1.Member
+	6,  // 7: conclave.fsm.v1.SnapshotRecord.dedup:type_name -> conclave.fsm.v1.DedupRecord
+	5,  // 8: conclave.fsm.v1.SnapshotRecord.session:type_name -> conclave.fsm.v1.SessionRecord
+	11, // 9: conclave.fsm.v1.SnapshotRecord.lock:type_name -> conclave.fsm.v1.LockRecord
+	16, // 10: conclave.fsm.v1.SnapshotRecord.policy:type_name -> conclave.v1.RateLimitPolicy
+	8,  // 11: conclave.fsm.v1.SnapshotRecord.limiter:type_name -> conclave.fsm.v1.LimiterRecord
+	3,  // 12: conclave.fsm.v1.SnapshotRecord.zset_members:type_name -> conclave.fsm.v1.ZsetMembers
+	16, // 13: conclave.fsm.v1.LimiterRecord.policy:type_name -> conclave.v1.RateLimitPolicy
+	9,  // 14: conclave.fsm.v1.LimiterRecord.hits:type_name -> conclave.fsm.v1.LimiterHit
+	10, // 15: conclave.fsm.v1.LimiterRecord.slots:type_name -> conclave.fsm.v1.LimiterSlot
+	17, // 16: conclave.fsm.v1.LockRecord.holders:type_name -> conclave.fsm.v1.LockHolder
+	18, // 17: conclave.fsm.v1.LockRecord.waiters:type_name -> conclave.fsm.v1.LockWaiter
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_conclave_fsm_v1_snapshot_proto_init() }
@@ -932,7 +1149,7 @@ func file_conclave_fsm_v1_snapshot_proto_init() {
 		return
 	}
 	file_conclave_fsm_v1_command_proto_init()
-	file_conclave_fsm_v1_snapshot_proto_msgTypes[4].OneofWrappers = []any{
+	file_conclave_fsm_v1_snapshot_proto_msgTypes[7].OneofWrappers = []any{
 		(*SnapshotRecord_Entry)(nil),
 		(*SnapshotRecord_Member)(nil),
 		(*SnapshotRecord_Dedup)(nil),
@@ -940,6 +1157,7 @@ func file_conclave_fsm_v1_snapshot_proto_init() {
 		(*SnapshotRecord_Lock)(nil),
 		(*SnapshotRecord_Policy)(nil),
 		(*SnapshotRecord_Limiter)(nil),
+		(*SnapshotRecord_ZsetMembers)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -947,7 +1165,7 @@ func file_conclave_fsm_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_conclave_fsm_v1_snapshot_proto_rawDesc), len(file_conclave_fsm_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
