@@ -96,3 +96,6 @@ func errCondition(key []byte, format string, args ...any) *Error {
 func errWrongType(key []byte, has, want string) *Error {
 	return newError(fsmv1.ErrorCode_ERROR_CODE_WRONG_TYPE, key, "key holds %s, not %s", has, want)
 }
+
+// WrongType is the error of reading a key that holds has (e.g. "a sorted set") as want.
+func WrongType(key []byte, has, want string) error { return errWrongType(key, has, want) }

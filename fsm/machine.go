@@ -92,7 +92,9 @@ func (m *Machine) ApplyCommand(index uint64, cmd *fsmv1.Command) *fsmv1.Result {
 	}
 	res := m.dispatch(index, now, cmd)
 	res.Index = index
-	if id != "" {
+	// A pop that found nothing changed nothing; forgetting it lets a waiting PopMin try
+	// again under the same request id once members arrive.
+	if id != "" && !(res.GetZsetPop() != nil && len(res.GetZsetPop().GetMembers()) == 0) {
 		m.remember(id, now, res)
 	}
 	return res

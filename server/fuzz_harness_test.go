@@ -66,7 +66,7 @@ var maxKey = strings.Repeat("k", MaxKeyBytes)
 // fuzzBaseCommands build the base state: a=1, n=41, big=MaxInt64, b with a one-minute
 // TTL, old (expired, not yet deleted), p/1…p/3 for scans, the longest key, ctr=1
 // remembered under request id r1, a failed Set remembered under r2, and the rate-limit
-// policy "free" (5 a minute).
+// policy "free" (5 a minute), and the sorted set lb (alice 10, bob 20, carol 20, dave +inf).
 func fuzzBaseCommands() []*fsmv1.Command {
 	set := func(key, value string, ttlMs int64) *fsmv1.Command {
 		return &fsmv1.Command{Op: &fsmv1.Command_Set{Set: &conclavev1.SetRequest{Key: []byte(key), Value: []byte(value), TtlMs: ttlMs}}}
@@ -84,6 +84,8 @@ func fuzzBaseCommands() []*fsmv1.Command {
 		{RequestId: "r1", Op: &fsmv1.Command_Increment{Increment: &conclavev1.IncrementRequest{Key: []byte("ctr"), Delta: 1}}},
 		{RequestId: "r2", Op: &fsmv1.Command_Set{Set: &conclavev1.SetRequest{Key: []byte("a"), IfAbsent: true}}},
 		{Op: &fsmv1.Command_PolicyPut{PolicyPut: &conclavev1.PutPolicyRequest{Policy: &conclavev1.RateLimitPolicy{Name: "free", Limit: 5, PeriodMs: 60_000}}}},
+		{Op: &fsmv1.Command_ZsetAdd{ZsetAdd: &conclavev1.AddRequest{Key: []byte("lb"), Members: []*conclavev1.ScoredMember{
+			{Member: "alice", Score: 10}, {Member: "bob", Score: 20}, {Member: "carol", Score: 20}, {Member: "dave", Score: math.Inf(1)}}}}},
 	}
 }
 

@@ -32,6 +32,9 @@ func (s *kvService) Get(ctx context.Context, req *conclavev1.GetRequest) (*concl
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if resp.GetKv().GetType() == conclavev1.KeyType_KEY_TYPE_SORTED_SET {
+		return nil, toStatus(fsm.WrongType(req.GetKey(), "a sorted set", "a string (use SortedSetService)"))
+	}
 	resp.Header = h
 	return resp, nil
 }

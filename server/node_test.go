@@ -23,6 +23,7 @@ type localNode struct {
 	mu          sync.Mutex // serialises Apply, as raft's apply goroutine does
 	index       uint64
 	applies     atomic.Int64 // Apply calls, to prove bad input never reached the node
+	reads       atomic.Int64 // Read calls
 	leaderKnown atomic.Bool
 	panicApply  atomic.Bool // Apply panics, to exercise recovery
 
@@ -77,6 +78,7 @@ func (n *localNode) Changed() <-chan struct{} {
 }
 
 func (n *localNode) Read(ctx context.Context, c conclavev1.Consistency, fn func(v *fsm.View)) (*conclavev1.ResponseHeader, error) {
+	n.reads.Add(1)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -83,6 +83,7 @@ func New(cfg Config, node Node, log *zap.Logger) *Server {
 	conclavev1grpc.RegisterLockServiceServer(s.grpc, &lockService{node: node})
 	conclavev1grpc.RegisterElectionServiceServer(s.grpc, &electionService{node: node})
 	conclavev1grpc.RegisterRateLimitServiceServer(s.grpc, &rateLimitService{node: node})
+	conclavev1grpc.RegisterSortedSetServiceServer(s.grpc, &sortedSetService{node: node})
 	registerEnvoy(s.grpc, node)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
