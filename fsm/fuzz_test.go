@@ -21,7 +21,7 @@ const fuzzIndex = 100
 // two remembered request ids ("r1" succeeded, "r2" failed), session 11 of owner "u1"
 // with the key "s" attached, the rate-limit policy "api" (GCRA 5/s) and a limiter of
 // each algorithm: "g" (by "api"), "sw", "fw" and "cc" (one slot, id 14<<16), made at
-// index 14.
+// index 14, and the sorted sets "z" (a 1, b 2, c 2, d +inf) and "za" (by arrival, TTL 500 ms).
 func fuzzBase() *fsm.Machine {
 	m := fsm.New()
 	cmds := []*fsmv1.Command{
@@ -40,6 +40,8 @@ func fuzzBase() *fsm.Machine {
 		cmd(t0+s, putPolicy(named(gcra(5, 1000, 0), "api"))),
 		cmd(t0+s, check(byName("g", 2, "api"), inline("sw", 1, policy(algSliding, 3, 1000)),
 			inline("fw", 1, policy(algFixed, 3, 1000)), inline("cc", 1, policy(algConcurrency, 2, 1000)))),
+		cmd(t0+s, zadd("z", "a", 1, "b", 2, "c", 2, "d", math.Inf(1))),
+		cmd(t0+s, with(zadd("za", "a", 1, "b", 1), func(r *conclavev1.AddRequest) { r.TieBreak = conclavev1.TieBreak_TIE_BREAK_ARRIVAL; r.TtlMs = 500 })),
 	}
 	cmds[7].RequestId = "r1"
 	cmds[8].RequestId = "r2"
@@ -108,6 +110,16 @@ func fuzzSeeds() []*fsmv1.Command {
 		cmd(t0+s+10*ms, putPolicy(named(gcra(math.MaxUint64, 1, 0), "bad"))),
 		cmd(t0+s+10*ms, &conclavev1.DeletePolicyRequest{Name: "api"}),
 		cmd(t0+5*s, &fsmv1.ExpireDue{Limit: 2}),
+		cmd(t0+2*s, with(zadd("z", "a", 5, "e", 0), func(r *conclavev1.AddRequest) { r.OnlyGreater = true })),
+		cmd(t0+2*s, with(zadd("z", "d", math.Inf(-1)), func(r *conclavev1.AddRequest) { r.Increment = true })),
+		cmd(t0+2*s, zadd("a", "x", 1)),
+		cmd(t0+2*s, zincr("za", "b", 1)),
+		cmd(t0+2*s, &conclavev1.SortedSetServiceRemoveRequest{Key: []byte("z"), Members: []string{"a", "zz"}}),
+		cmd(t0+2*s, &conclavev1.RemoveRangeRequest{Key: []byte("z"), Interval: &conclavev1.RemoveRangeRequest_Lex{Lex: lexIv(lexExcl("a"), nil)}}),
+		cmd(t0+2*s, &conclavev1.RemoveRangeRequest{Key: []byte("z"), Interval: &conclavev1.RemoveRangeRequest_Rank{Rank: &conclavev1.RankInterval{Start: -2, Stop: -1}}}),
+		cmd(t0+2*s, &fsmv1.ZsetPop{Key: []byte("z"), Count: 3, Max: true}),
+		cmd(t0+2*s, &fsmv1.ZsetStore{Op: fsmv1.ZsetStoreOp_ZSET_STORE_OP_UNION, Destination: []byte("a"), Keys: [][]byte{[]byte("z"), []byte("za"), []byte("none")}, Weights: []float64{0, 2, 1}}),
+		cmd(t0+2*s, &fsmv1.ZsetStore{Op: fsmv1.ZsetStoreOp_ZSET_STORE_OP_INTERSECT, Destination: []byte("z"), Keys: [][]byte{[]byte("z"), []byte("b")}}),
 	}
 }
 
