@@ -28,6 +28,7 @@ type Client struct {
 	locks     conclavev1grpc.LockServiceClient
 	elections conclavev1grpc.ElectionServiceClient
 	limits    conclavev1grpc.RateLimitServiceClient
+	zsets     conclavev1grpc.SortedSetServiceClient
 }
 
 // New creates a Client for cfg. It does not wait for any endpoint to be reachable:
@@ -75,6 +76,7 @@ func New(cfg Config) (*Client, error) {
 		locks:     conclavev1grpc.NewLockServiceClient(fc),
 		elections: conclavev1grpc.NewElectionServiceClient(fc),
 		limits:    conclavev1grpc.NewRateLimitServiceClient(fc),
+		zsets:     conclavev1grpc.NewSortedSetServiceClient(fc),
 	}, nil
 }
 
@@ -118,6 +120,14 @@ func (c *Client) Elections() conclavev1grpc.ElectionServiceClient { return c.ele
 // attempt's verdict and consumes once). NewLimiter and NewNamedLimiter build a Limiter
 // on it.
 func (c *Client) RateLimits() conclavev1grpc.RateLimitServiceClient { return c.limits }
+
+// SortedSets returns the SortedSetService client. Score, MultiScore, Cardinality, Count,
+// Rank, Range, Around and Top are retried on another endpoint when Unavailable; the
+// writes (Add, IncrementScore, Remove, RemoveRange, PopMin, PopMax and the stores) get a
+// request_id and are retried too (a repeated write answers with the first attempt's
+// result and changes nothing: an IncrementScore adds once, a PopMin pops once).
+// Leaderboard builds a Leaderboard on it.
+func (c *Client) SortedSets() conclavev1grpc.SortedSetServiceClient { return c.zsets }
 
 // Conn returns the failover connection the service clients are built on, for other
 // generated clients of Conclave's public services.

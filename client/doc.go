@@ -1,7 +1,7 @@
 // Package client is the Go client of Conclave.
 //
 // A Client holds one gRPC connection per endpoint and exposes the generated service
-// clients (KV, Cluster, Sessions, Locks, Elections, RateLimits) over a connection that fails over between endpoints: a
+// clients (KV, Cluster, Sessions, Locks, Elections, RateLimits, SortedSets) over a connection that fails over between endpoints: a
 // call is sent to the endpoint that last worked, and a call that is safe to repeat is
 // retried on the next endpoint, with capped exponential backoff, when it fails with
 // Unavailable, until its context ends. Safe calls are reads, KeepAlive (idempotent) and
@@ -13,7 +13,8 @@
 // is a LockService lock held by a Session, with its fencing token; a Semaphore
 // (NewSemaphore) one of N holders; an Election (NewElection) a candidacy in a leader
 // election. A Limiter (NewLimiter, NewNamedLimiter) makes rate-limit decisions, and
-// RateLimitMiddleware applies one to net/http handlers.
+// RateLimitMiddleware applies one to net/http handlers. A Leaderboard (Leaderboard) is a
+// sorted set used as a game's high-score table: best scores, top N, ranks, neighbours.
 //
 // Every error a Client returns for a failed call is an *Error, comparable with the
 // sentinels (ErrConditionFailed, ErrNotFound, …) through errors.Is.

@@ -15,9 +15,11 @@ import (
 // the session as renewing once, a little later). Mutations are safe when they carry a
 // request_id, whatever their service; the session writes (CreateSession, RevokeSession,
 // RevokeByOwner, UpdateAttributes), the lock writes (Acquire, Release), the election
-// writes (Campaign, Proclaim, Resign) and the rate-limit writes (Check, Refund, PutPolicy,
-// DeletePolicy) have one and are filled by withRequestID. A repeated Acquire answers with
-// the first one's result; a repeated Check with the first verdict, consuming once.
+// writes (Campaign, Proclaim, Resign), the rate-limit writes (Check, Refund, PutPolicy,
+// DeletePolicy) and the sorted-set writes (Add, IncrementScore, Remove, RemoveRange,
+// PopMin, PopMax, the stores) have one and are filled by withRequestID. A repeated Acquire
+// answers with the first one's result; a repeated Check with the first verdict, consuming
+// once; a repeated IncrementScore or PopMin with the first score or members.
 var safeToRepeat = map[string]bool{
 	conclavev1grpc.KVService_Get_FullMethodName:                 true,
 	conclavev1grpc.KVService_MultiGet_FullMethodName:            true,
@@ -32,6 +34,14 @@ var safeToRepeat = map[string]bool{
 	conclavev1grpc.RateLimitService_Peek_FullMethodName:         true,
 	conclavev1grpc.RateLimitService_GetPolicy_FullMethodName:    true,
 	conclavev1grpc.RateLimitService_ListPolicies_FullMethodName: true,
+	conclavev1grpc.SortedSetService_Score_FullMethodName:        true,
+	conclavev1grpc.SortedSetService_MultiScore_FullMethodName:   true,
+	conclavev1grpc.SortedSetService_Cardinality_FullMethodName:  true,
+	conclavev1grpc.SortedSetService_Count_FullMethodName:        true,
+	conclavev1grpc.SortedSetService_Rank_FullMethodName:         true,
+	conclavev1grpc.SortedSetService_Range_FullMethodName:        true,
+	conclavev1grpc.SortedSetService_Around_FullMethodName:       true,
+	conclavev1grpc.SortedSetService_Top_FullMethodName:          true,
 }
 
 // requestIDField is the field every mutating request of the public API may carry.

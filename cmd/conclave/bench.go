@@ -19,7 +19,7 @@ func newBenchCmd() *cobra.Command {
 		Short: "Measure a cluster's throughput and latency",
 	}
 	o.addFlags(cmd.PersistentFlags())
-	cmd.AddCommand(newBenchKVCmd(o), newBenchSessionCmd(o), newBenchLockCmd(o), newBenchKeepAliveCmd(o), newBenchRateLimitCmd(o))
+	cmd.AddCommand(newBenchKVCmd(o), newBenchSessionCmd(o), newBenchLockCmd(o), newBenchKeepAliveCmd(o), newBenchRateLimitCmd(o), newBenchZsetCmd(o))
 	return cmd
 }
 

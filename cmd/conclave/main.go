@@ -51,7 +51,7 @@ func newRootCmd() *cobra.Command {
 			return bindEnv(cmd)
 		},
 	}
-	root.AddCommand(newServeCmd(), newKVCmd(), newClusterCmd(), newSessionCmd(), newLockCmd(), newElectionCmd(), newRateLimitCmd(), newBenchCmd(), newChaosCmd())
+	root.AddCommand(newServeCmd(), newKVCmd(), newClusterCmd(), newSessionCmd(), newLockCmd(), newElectionCmd(), newRateLimitCmd(), newZsetCmd(), newBenchCmd(), newChaosCmd())
 	return root
 }
 
