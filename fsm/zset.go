@@ -42,16 +42,17 @@ func (z *zset) Add(member string, score float64, tie uint64) (old float64, exist
 		score = 0 // -0 becomes +0
 	}
 	e := zsetEntry{score: score, tie: tie, member: member}
-	prev, existed := z.byMember.get(member)
-	if existed {
-		if prev.score == score {
-			return prev.score, true
-		}
-		z.byRank.delete(prev)
+	prev, existed := z.byMember.swap(e)
+	if !existed {
+		z.byRank.set(e)
+		z.byMember.set(e)
+		return 0, false
 	}
-	z.byRank.set(e)
-	z.byMember.set(e)
-	return prev.score, existed
+	if prev.score != score {
+		z.byRank.delete(prev)
+		z.byRank.set(e)
+	}
+	return prev.score, true
 }
 
 // Remove deletes member and returns its score, if it was present.
@@ -84,6 +85,20 @@ func (z *zset) Rank(member string) (int, bool) {
 	}
 	return z.byRank.rank(e)
 }
+
+// DenseRank returns the number of distinct scores lower than member's, if present: its
+// 0-based ascending rank when equal scores share a rank. The descending dense rank is
+// DistinctScores()-1-asc.
+func (z *zset) DenseRank(member string) (asc int, ok bool) {
+	e, ok := z.byMember.get(member)
+	if !ok {
+		return 0, false
+	}
+	return z.byRank.denseRank(e)
+}
+
+// DistinctScores is the number of distinct scores among the members, in O(log n).
+func (z *zset) DistinctScores() int { return z.byRank.distinct(z.byRank.len()) }
 
 // zsetIndex is a sorted set's member index: a copy-on-write B-tree of zsetEntry ordered
 // by (zsetHash(member), member). Comparing 64-bit hashes, kept in their own array in each
@@ -124,8 +139,12 @@ func zsetHash(member string) uint64 {
 		h ^= uint64(member[i])
 		h *= 1099511628211
 	}
-	return h
+	return h & zsetHashMask
 }
+
+// zsetHashMask is all ones. Only a test narrows it, to force hash collisions, and then
+// only while no sorted set built with the full hash is in use.
+var zsetHashMask = ^uint64(0)
 
 func newZsetIndex() *zsetIndex { return &zsetIndex{isoid: zsetIsoSeq.Add(1)} }
 
@@ -188,6 +207,41 @@ func (t *zsetIndex) get(member string) (zsetEntry, bool) {
 		if n.kids == nil {
 			break
 		}
+		n = n.kids[i]
+	}
+	return zsetEntry{}, false
+}
+
+// zsetIndexMaxDepth bounds the height of a zsetIndex: every node but the root has at
+// least zsetIndexMin+1 children, so a tree this high would hold over 26^22 members.
+const zsetIndexMaxDepth = 24
+
+// swap replaces the entry of e.member by e, unless it has e's score already, and returns
+// the entry it found. It searches read-only and then copies the shared nodes on the
+// path, if any, only when it writes; so a score change walks the index once, and a
+// write that changes nothing copies nothing. A member not present is not added.
+func (t *zsetIndex) swap(e zsetEntry) (zsetEntry, bool) {
+	h := zsetHash(e.member)
+	var path [zsetIndexMaxDepth]int
+	depth := 0
+	for n := t.root; n != nil; depth++ {
+		i, found := n.search(h, e.member)
+		if found {
+			prev := n.items[i]
+			if prev.score == e.score {
+				return prev, true
+			}
+			p := &t.root
+			for _, k := range path[:depth] {
+				p = &t.mut(p).kids[k]
+			}
+			t.mut(p).items[i] = e
+			return prev, true
+		}
+		if n.kids == nil {
+			break
+		}
+		path[depth] = i
 		n = n.kids[i]
 	}
 	return zsetEntry{}, false

@@ -137,9 +137,9 @@ func (ss *sortedSet) competitionRank(score float64, reverse bool) int {
 func (ss *sortedSet) denseRank(score float64, reverse bool) int {
 	t := ss.z.byRank
 	if reverse {
-		return zsetDistinct(t, t.len()) - zsetDistinct(t, t.scoreRank(score, true))
+		return t.distinct(t.len()) - t.distinct(t.scoreRank(score, true))
 	}
-	return zsetDistinct(t, t.scoreRank(score, false))
+	return t.distinct(t.scoreRank(score, false))
 }
 
 // rankOf returns the rank of e (at ascending ordinal asc) in the direction and mode asked.

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"unsafe"
 )
 
 // zsetSeed is random_test.go's testSeed for this internal test package: the default seed
@@ -50,6 +51,26 @@ func (m *zsetModel) seek(e zsetEntry) int {
 	return sort.Search(len(m.sorted), func(i int) bool { return zsetCompare(m.sorted[i], e) >= 0 })
 }
 
+// distinct is the number of distinct scores among the entries of rank < r.
+func (m *zsetModel) distinct(r int) int {
+	d := 0
+	for i := range r {
+		if i == 0 || m.sorted[i-1].score != m.sorted[i].score {
+			d++
+		}
+	}
+	return d
+}
+
+// denseRank is the number of distinct scores lower than member's.
+func (m *zsetModel) denseRank(member string) (int, bool) {
+	e, ok := m.byName[member]
+	if !ok {
+		return 0, false
+	}
+	return m.distinct(m.seek(zsetEntry{score: e.score})), true
+}
+
 func (m *zsetModel) add(member string, score float64, tie uint64) (float64, bool) {
 	if score == 0 {
 		score = 0
@@ -80,7 +101,8 @@ func (m *zsetModel) remove(member string) (float64, bool) {
 	return prev.score, true
 }
 
-// checkZsetTree verifies the tree's invariants: order, fill, counts and length.
+// checkZsetTree verifies the tree's invariants: order, fill, counts, first flags,
+// dcounts and length.
 func checkZsetTree(t *testing.T, tr *zsetTree) {
 	t.Helper()
 	if tr.root == nil {
@@ -89,55 +111,72 @@ func checkZsetTree(t *testing.T, tr *zsetTree) {
 		}
 		return
 	}
-	var prev *zsetEntry
-	var walk func(n *zsetNode, depth int, isRoot bool) (count, height int)
-	walk = func(n *zsetNode, depth int, isRoot bool) (int, int) {
+	var prev zsetEntry
+	hasPrev := false
+	var walk func(n *zsetNode, depth int, isRoot bool) (count, firsts, height int)
+	walk = func(n *zsetNode, depth int, isRoot bool) (int, int, int) {
 		if n.n > zsetMaxItems || (!isRoot && n.n < zsetMinItems) || n.n == 0 {
 			t.Fatalf("node with %d entries at depth %d", n.n, depth)
 		}
-		for _, e := range n.items[n.n:] {
-			if e != (zsetEntry{}) {
-				t.Fatalf("unused slot holds %v", e)
+		for i := n.n; i < zsetMaxItems; i++ {
+			if e := n.entry(i); e != (zsetEntry{}) || math.Signbit(e.score) {
+				t.Fatalf("unused slot %d holds %v", i, e)
 			}
 		}
-		visit := func(e zsetEntry) {
+		if n.first>>uint(n.n) != 0 {
+			t.Fatalf("flags %b set beyond %d entries", n.first, n.n)
+		}
+		firsts := 0
+		visit := func(i int) {
+			e := n.entry(i)
 			if math.IsNaN(e.score) || math.Signbit(e.score) && e.score == 0 {
 				t.Fatalf("stored score %v", e.score)
 			}
-			if prev != nil && zsetCompare(*prev, e) >= 0 {
-				t.Fatalf("out of order: %v then %v", *prev, e)
+			if hasPrev && zsetCompare(prev, e) >= 0 {
+				t.Fatalf("out of order: %v then %v", prev, e)
 			}
-			prev = &e
+			want := !hasPrev || prev.score != e.score
+			if got := n.first>>uint(i)&1 == 1; got != want {
+				t.Fatalf("first flag of %v is %v; want %v (previous %v)", e, got, want, prev)
+			}
+			if want {
+				firsts++
+			}
+			prev, hasPrev = e, true
 		}
 		if n.kids == nil {
-			for _, e := range n.items[:n.n] {
-				visit(e)
+			for i := range n.n {
+				visit(i)
 			}
-			return n.n, 1
+			return n.n, firsts, 1
 		}
 		count, height := n.n, -1
 		for k := 0; k <= n.n; k++ {
-			c, h := walk(n.kids.children[k], depth+1, false)
+			c, d, h := walk(n.kids.children[k], depth+1, false)
 			if c != n.kids.counts[k] {
 				t.Fatalf("counts[%d] = %d, subtree holds %d", k, n.kids.counts[k], c)
+			}
+			if d != n.kids.dcounts[k] {
+				t.Fatalf("dcounts[%d] = %d, subtree holds %d first entries", k, n.kids.dcounts[k], d)
 			}
 			if height >= 0 && h != height {
 				t.Fatalf("uneven heights %d and %d", height, h)
 			}
 			height = h
 			count += c
+			firsts += d
 			if k < n.n {
-				visit(n.items[k])
+				visit(k)
 			}
 		}
 		for k := n.n + 1; k <= zsetMaxItems; k++ {
-			if n.kids.children[k] != nil || n.kids.counts[k] != 0 {
+			if n.kids.children[k] != nil || n.kids.counts[k] != 0 || n.kids.dcounts[k] != 0 {
 				t.Fatalf("unused child slot %d is set", k)
 			}
 		}
-		return count, height + 1
+		return count, firsts, height + 1
 	}
-	if c, _ := walk(tr.root, 0, true); c != tr.length {
+	if c, _, _ := walk(tr.root, 0, true); c != tr.length {
 		t.Fatalf("length %d, tree holds %d", tr.length, c)
 	}
 }
@@ -152,8 +191,9 @@ func checkZsetIndex(t *testing.T, ix *zsetIndex) {
 		}
 		return
 	}
-	var prev *zsetEntry
+	var prev zsetEntry
 	var prevHash uint64
+	hasPrev := false
 	var walk func(n *zsetIndexNode, depth int, isRoot bool) (count, height int)
 	walk = func(n *zsetIndexNode, depth int, isRoot bool) (int, int) {
 		if n.n > zsetIndexMax || (!isRoot && n.n < zsetIndexMin) || n.n == 0 {
@@ -169,10 +209,10 @@ func checkZsetIndex(t *testing.T, ix *zsetIndex) {
 			if h != zsetHash(e.member) {
 				t.Fatalf("stored hash %x of %q; want %x", h, e.member, zsetHash(e.member))
 			}
-			if prev != nil && (prevHash > h || prevHash == h && prev.member >= e.member) {
-				t.Fatalf("index out of order: %v then %v", *prev, e)
+			if hasPrev && (prevHash > h || prevHash == h && prev.member >= e.member) {
+				t.Fatalf("index out of order: %v then %v", prev, e)
 			}
-			prev, prevHash = &e, h
+			prev, prevHash, hasPrev = e, h, true
 		}
 		if n.kids == nil {
 			for i := range n.n {
@@ -234,6 +274,22 @@ func checkZsetSame(t *testing.T, z *zset, m *zsetModel) {
 	if seen != len(m.sorted) {
 		t.Fatalf("index holds %d entries, model %d", seen, len(m.sorted))
 	}
+	// distinct at every rank (at a few hundred in big sets), against a running count.
+	step := max(1, len(m.sorted)/300)
+	d := 0
+	for r := 0; r <= len(m.sorted); r++ {
+		if r%step == 0 || r == len(m.sorted) {
+			if got := z.byRank.distinct(r); got != d {
+				t.Fatalf("distinct(%d) = %d; want %d", r, got, d)
+			}
+		}
+		if r < len(m.sorted) && (r == 0 || m.sorted[r-1].score != m.sorted[r].score) {
+			d++
+		}
+	}
+	if got := z.DistinctScores(); got != d {
+		t.Fatalf("DistinctScores = %d; want %d", got, d)
+	}
 }
 
 // zsetScores are drawn from to force ties, signed zeros and infinities.
@@ -254,33 +310,97 @@ func randZsetEntry(r *rand.Rand, members int) zsetEntry {
 // operations and checks every answer against a sorted slice. Clones are written too,
 // so independence is checked both ways.
 func TestZsetTree_AgainstModel(t *testing.T) {
-	seed := zsetSeed(t)
 	steps := 60000
 	if testing.Short() {
 		steps = 15000
 	}
+	runZsetModel(t, zsetSeed(t), steps)
+}
+
+// TestZsetIndex_HashCollisions runs the model test with a member hash of two bits, so
+// that long runs of equal hashes fill and span index nodes and every lookup, insert,
+// split, delete and merge must order colliding members by name.
+func TestZsetIndex_HashCollisions(t *testing.T) {
+	defer func(mask uint64) { zsetHashMask = mask }(zsetHashMask)
+	zsetHashMask = 3
+	steps := 30000
+	if testing.Short() {
+		steps = 10000
+	}
+	runZsetModel(t, zsetSeed(t), steps)
+}
+
+// zsetPhases are the phases of runZsetModel, each a twelfth of the steps: the number of
+// member names drawn from; whether scores come from three values only (so that runs of
+// ties span nodes and most entries are not first of their score); and whether each step
+// also adds a member (fill, so that trees reach three levels) or removes one, with now
+// and then a run of ranks (drain, so that nodes merge and borrow at every level and the
+// tree shrinks).
+var zsetPhases = []struct {
+	members          int
+	few, fill, drain bool
+}{
+	{3000, false, false, false}, {3000, true, false, false}, {8000, false, true, false},
+	{8000, true, true, false}, {8000, true, false, true}, {200, false, false, false},
+	{6000, false, true, false}, {6000, true, false, false}, {6000, false, false, true},
+	{50, true, false, false}, {5000, true, true, false}, {5000, false, false, true},
+}
+
+// runZsetModel is the body of the model tests: steps seeded random operations on sorted
+// sets and their clones, each checked against a zsetModel, over zsetPhases.
+func runZsetModel(t *testing.T, seed uint64, steps int) {
+	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 0x2d5e7))
 	type world struct {
 		z *zset
 		m *zsetModel
 	}
 	worlds := []world{{newZset(), newZsetModel()}}
-	// Members vary over phases so the trees grow to several levels and shrink again.
-	members := 3000
+	phaseLen := max(steps/len(zsetPhases), 1)
+	members, few, fill, drain := 0, false, false, false
+	randScore := func() float64 {
+		if few {
+			return zsetScores[3+r.IntN(4)] // -1, -0, 0, 5e-324
+		}
+		return randZsetScore(r)
+	}
+	remove := func(step int, z *zset, m *zsetModel, member string) {
+		t.Helper()
+		old, ok := z.Remove(member)
+		wantOld, wantOk := m.remove(member)
+		if ok != wantOk || old != wantOld {
+			t.Fatalf("step %d: Remove(%q) = %v, %v; want %v, %v", step, member, old, ok, wantOld, wantOk)
+		}
+	}
 	for step := 0; step < steps; step++ {
-		if step%10000 == 0 {
-			members = []int{3000, 8000, 200, 5000, 50, 4000}[step/10000%6]
+		if step%phaseLen == 0 {
+			p := zsetPhases[step/phaseLen%len(zsetPhases)]
+			members, few, fill, drain = p.members, p.few, p.fill, p.drain
 		}
 		w := worlds[len(worlds)-1]
 		if r.IntN(8) == 0 {
 			w = worlds[r.IntN(len(worlds))]
 		}
 		z, m := w.z, w.m
+		if fill {
+			member, score := "m"+strconv.Itoa(r.IntN(members)), randScore()
+			z.Add(member, score, 0)
+			m.add(member, score, 0)
+		}
+		if drain && len(m.sorted) > 0 {
+			remove(step, z, m, m.sorted[r.IntN(len(m.sorted))].member)
+			if r.IntN(100) == 0 && len(m.sorted) > 0 { // a run of ranks, as ZREMRANGEBYRANK does
+				from := r.IntN(len(m.sorted))
+				for _, e := range slices.Clone(m.sorted[from:min(from+r.IntN(100), len(m.sorted))]) {
+					remove(step, z, m, e.member)
+				}
+			}
+		}
 		n := len(m.sorted)
 		member := "m" + strconv.Itoa(r.IntN(members))
 		switch op := r.IntN(100); {
 		case op < 40: // add or change a score
-			score, tie := randZsetScore(r), uint64(r.IntN(3))
+			score, tie := randScore(), uint64(r.IntN(3))
 			old, existed := z.Add(member, score, tie)
 			wantOld, wantExisted := m.add(member, score, tie)
 			if existed != wantExisted || existed && old != wantOld {
@@ -290,11 +410,7 @@ func TestZsetTree_AgainstModel(t *testing.T) {
 			if n > 0 && r.IntN(2) == 0 {
 				member = m.sorted[r.IntN(n)].member // a present one, so sets shrink
 			}
-			old, ok := z.Remove(member)
-			wantOld, wantOk := m.remove(member)
-			if ok != wantOk || old != wantOld {
-				t.Fatalf("step %d: Remove(%q) = %v, %v; want %v, %v", step, member, old, ok, wantOld, wantOk)
-			}
+			remove(step, z, m, member)
 		case op < 62: // score and rank by member
 			e, ok := m.byName[member]
 			if s, got := z.Score(member); got != ok || s != e.score {
@@ -304,11 +420,19 @@ func TestZsetTree_AgainstModel(t *testing.T) {
 			if got != ok || ok && rank != m.seek(e) {
 				t.Fatalf("step %d: Rank(%q) = %d, %v; want %d, %v", step, member, rank, got, m.seek(e), ok)
 			}
+			dense, got := z.DenseRank(member)
+			if want, _ := m.denseRank(member); got != ok || dense != want {
+				t.Fatalf("step %d: DenseRank(%q) = %d, %v; want %d, %v", step, member, dense, got, want, ok)
+			}
 		case op < 68: // entry at rank, including out of range
 			i := r.IntN(n+2) - 1
 			e, ok := z.byRank.at(i)
 			if wantOk := i >= 0 && i < n; ok != wantOk || ok && e != m.sorted[i] {
 				t.Fatalf("step %d: at(%d) = %v, %v", step, i, e, ok)
+			}
+			i = r.IntN(n + 1)
+			if got, want := z.byRank.distinct(i), m.distinct(i); got != want {
+				t.Fatalf("step %d: distinct(%d) = %d; want %d", step, i, got, want)
 			}
 		case op < 76: // seek and count between bounds
 			lo, hi := randZsetEntry(r, members), randZsetEntry(r, members)
@@ -452,6 +576,102 @@ func TestZsetTree_Deep(t *testing.T) {
 		}
 	}
 	checkZsetSame(t, snap, snapModel)
+}
+
+// TestZsetTree_TiesDrain checks first flags and dcounts through every kind of rebalance.
+// It builds sets three levels deep whose scores come from few values, in random order, in
+// rising order (appends leave nodes 3/4 full) and rising then filled at random (which
+// leaves some nodes full, so that an underfull node borrows rather than merges); moves a
+// tenth of the members to new scores; then drains them at random, from the top (the
+// last child borrows from its left sibling) or from the bottom, checking the invariants
+// and distinct at a random rank every few deletes. Halfway it clones and drains the clone
+// too, each from its own side.
+func TestZsetTree_TiesDrain(t *testing.T) {
+	seed := zsetSeed(t)
+	r := rand.New(rand.NewPCG(seed, 0x7135))
+	n := 5000
+	if testing.Short() {
+		n = 3500
+	}
+	for _, scores := range []int{1, 3, 40, n} {
+		for _, build := range []string{"random", "rising", "rising+random"} {
+			for _, drain := range []string{"random", "top", "bottom"} {
+				what := fmt.Sprintf("%d scores, %s build, %s drain", scores, build, drain)
+				z, m := newZset(), newZsetModel()
+				for i := range n {
+					score := float64(r.IntN(scores))
+					if build == "rising" || build == "rising+random" && i < n*3/4 {
+						score = float64(i * scores / n)
+					}
+					member, tie := "t"+strconv.Itoa(i), uint64(r.IntN(2))
+					z.Add(member, score, tie)
+					m.add(member, score, tie)
+				}
+				if h := zsetHeight(z.byRank); h < 3 {
+					t.Fatalf("%s: height %d; want 3", what, h)
+				}
+				checkZsetSame(t, z, m)
+				for range n / 10 {
+					member, score := m.sorted[r.IntN(n)].member, float64(r.IntN(scores))
+					z.Add(member, score, 0)
+					m.add(member, score, 0)
+				}
+				checkZsetSame(t, z, m)
+				remove := func(i int, z *zset, m *zsetModel) {
+					k := r.IntN(len(m.sorted))
+					switch drain {
+					case "top":
+						k = len(m.sorted) - 1
+					case "bottom":
+						k = 0
+					}
+					member := m.sorted[k].member
+					z.Remove(member)
+					m.remove(member)
+					if i%16 == 0 {
+						checkZsetTree(t, z.byRank)
+						k = r.IntN(len(m.sorted) + 1)
+						if got, want := z.byRank.distinct(k), m.distinct(k); got != want {
+							t.Fatalf("%s: distinct(%d) = %d; want %d", what, k, got, want)
+						}
+					}
+				}
+				var zc *zset
+				var mc *zsetModel
+				for i := 0; len(m.sorted) > 0; i++ {
+					if zc == nil && len(m.sorted) == n/2 {
+						zc, mc = z.Clone(), m.clone()
+					}
+					remove(i, z, m)
+					if zc != nil && len(mc.sorted) > 0 {
+						remove(i, zc, mc)
+					}
+				}
+				checkZsetSame(t, z, m)
+				checkZsetSame(t, zc, mc)
+			}
+		}
+	}
+}
+
+// TestZsetTree_NodeSizes pins the allocation classes the node sizes were chosen for.
+// The runtime puts an 8-byte header before a large object that holds pointers, so a
+// node must leave 8 bytes of its class free: a leaf of 2,048 bytes would cost 2,304.
+func TestZsetTree_NodeSizes(t *testing.T) {
+	const header = 8
+	if size := unsafe.Sizeof(zsetNode{}) + header; size > 2048 {
+		t.Errorf("zsetNode takes %d bytes; want at most 2048", size)
+	}
+	// An interior node and its kids fill a 4 KiB object, which is one page.
+	if size := unsafe.Sizeof(zsetInner{}) + header; size <= 3456 || size > 4096 {
+		t.Errorf("zsetInner takes %d bytes; want 3457 to 4096", size)
+	}
+	if size := unsafe.Sizeof(zsetIndexNode{}) + header; size > 4096 {
+		t.Errorf("zsetIndexNode takes %d bytes; want at most 4096", size)
+	}
+	if zsetMaxItems > 64 {
+		t.Errorf("zsetMaxItems %d: first flags need a bit each in a uint64", zsetMaxItems)
+	}
 }
 
 func zsetHeight(tr *zsetTree) int {
