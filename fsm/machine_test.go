@@ -277,7 +277,9 @@ func TestSnapshot_PersistWhileApplying(t *testing.T) {
 		now := t0 + int64(i)*ms
 		k := string(rune('a' + i%7))
 		var c *fsmv1.Command
-		switch i % 4 {
+		switch i % 5 {
+		case 4: // sorted sets: the persist reads a set the applies take over and write
+			c = cmd(now, zincr("z"+string(rune('0'+i%2)), k, float64(i%3)))
 		case 0:
 			c = cmd(now, setTTL(k, "v", int64(i%5)*100))
 		case 1:
