@@ -120,6 +120,8 @@ func fuzzSeeds() []*fsmv1.Command {
 		cmd(t0+2*s, &fsmv1.ZsetPop{Key: []byte("z"), Count: 3, Max: true}),
 		cmd(t0+2*s, &fsmv1.ZsetStore{Op: fsmv1.ZsetStoreOp_ZSET_STORE_OP_UNION, Destination: []byte("a"), Keys: [][]byte{[]byte("z"), []byte("za"), []byte("none")}, Weights: []float64{0, 2, 1}}),
 		cmd(t0+2*s, &fsmv1.ZsetStore{Op: fsmv1.ZsetStoreOp_ZSET_STORE_OP_INTERSECT, Destination: []byte("z"), Keys: [][]byte{[]byte("z"), []byte("b")}}),
+		cmd(t0+2*s, with(zadd("n7", "a", 1), func(r *conclavev1.AddRequest) { r.TieBreak = 7 })),
+		cmd(t0+2*s, &fsmv1.ZsetStore{Op: fsmv1.ZsetStoreOp_ZSET_STORE_OP_UNION, Destination: []byte("d"), Keys: [][]byte{[]byte("z")}, Aggregate: 9, TieBreak: -2}),
 	}
 }
 

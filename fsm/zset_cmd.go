@@ -11,9 +11,10 @@ import (
 const (
 	// MaxZsetMember is the longest member, in bytes.
 	MaxZsetMember = 4096
-	// MaxZsetStoreInput bounds the members a UnionStore, IntersectStore or DiffStore may
-	// read in one entry, so that one command cannot stall the log for long.
-	MaxZsetStoreInput = 1_000_000
+	// MaxZsetBulk bounds the members a UnionStore, IntersectStore or DiffStore may read,
+	// and a RemoveRange remove (unless it removes the whole set), in one entry, so that
+	// one command cannot stall the log for long (a million takes about 0.3 s).
+	MaxZsetBulk = 1_000_000
 )
 
 // sortedSet is the value of a key holding a sorted set: the members (z), how ties are
@@ -53,6 +54,15 @@ func tieBreakOf(t conclavev1.TieBreak) conclavev1.TieBreak {
 		return conclavev1.TieBreak_TIE_BREAK_LEX
 	}
 	return t
+}
+
+// checkTieBreak refuses a tie-break the machine does not know (a snapshot could not
+// hold it).
+func checkTieBreak(key []byte, t conclavev1.TieBreak) *Error {
+	if _, ok := conclavev1.TieBreak_name[int32(t)]; !ok {
+		return errInvalid(key, "tie_break: unknown value %d", t)
+	}
+	return nil
 }
 
 // zsetAt returns the live sorted set at key (nil if the key does not exist) and its
@@ -145,6 +155,9 @@ func (m *Machine) zsetAdd(index uint64, now int64, req *conclavev1.AddRequest) (
 	case req.GetTtlMs() < 0:
 		return nil, errInvalid(key, "ttl_ms must not be negative")
 	}
+	if err := checkTieBreak(key, req.GetTieBreak()); err != nil {
+		return nil, err
+	}
 	for _, sm := range members {
 		if err := checkScore(key, "score", sm.GetScore()); err != nil {
 			return nil, err
@@ -202,6 +215,9 @@ func (m *Machine) zsetIncrement(index uint64, now int64, req *conclavev1.Increme
 	}
 	if req.GetTtlMs() < 0 {
 		return nil, errInvalid(key, "ttl_ms must not be negative")
+	}
+	if err := checkTieBreak(key, req.GetTieBreak()); err != nil {
+		return nil, err
 	}
 	w, err := m.st.zsetForWrite(key, now, req.GetTieBreak())
 	if err != nil {
@@ -265,6 +281,9 @@ func (m *Machine) zsetRemoveRange(index uint64, now int64, req *conclavev1.Remov
 	if lo == 0 && hi == ss.z.Len() {
 		m.st.remove(string(key))
 		return &fsmv1.Result_ZsetRemoveRange{ZsetRemoveRange: resp}, nil
+	}
+	if hi-lo > MaxZsetBulk {
+		return nil, newError(fsmv1.ErrorCode_ERROR_CODE_OUT_OF_RANGE, key, "the interval holds %d members; a RemoveRange removes at most %d (or the whole set)", hi-lo, MaxZsetBulk)
 	}
 	w, _ := m.st.zsetForWrite(key, now, 0)
 	gone := make([]string, 0, hi-lo)

@@ -48,6 +48,9 @@ func (iv zsetInterval) bounds(key []byte, ss *sortedSet, reverse bool) (lo, hi i
 		}
 		return int(start), int(stop) + 1, nil
 	case iv.score != nil:
+		if math.IsNaN(iv.score.GetMin().GetScore()) || math.IsNaN(iv.score.GetMax().GetScore()) {
+			return 0, 0, errInvalid(key, "score bounds must be numbers, not NaN")
+		}
 		lo, hi = 0, n
 		if b := iv.score.GetMin(); b != nil {
 			lo = t.scoreRank(b.GetScore(), b.GetExclusive())

@@ -11,7 +11,8 @@ import (
 // (whatever it held, and its TTL) by the result, or deleted if the result is empty. A
 // missing source is an empty set. As in Redis, a weighted or summed score that is NaN
 // (0 × ∞, ∞ − ∞) counts as 0. Members are stored in a fixed order — by source, then rank
-// — so arrival tie-breakers are the same on every replica.
+// in the destination's reading direction — so arrival tie-breakers are the same on every
+// replica and members tied in a source keep their order.
 func (m *Machine) zsetStore(index uint64, now int64, req *fsmv1.ZsetStore) (*fsmv1.Result_ZsetStore, *Error) {
 	dst := req.GetDestination()
 	if err := checkZsetKey(dst); err != nil {
@@ -31,6 +32,12 @@ func (m *Machine) zsetStore(index uint64, now int64, req *fsmv1.ZsetStore) (*fsm
 			return nil, err
 		}
 	}
+	if err := checkTieBreak(dst, req.GetTieBreak()); err != nil {
+		return nil, err
+	}
+	if _, ok := conclavev1.Aggregate_name[int32(req.GetAggregate())]; !ok {
+		return nil, errInvalid(dst, "aggregate: unknown value %d", req.GetAggregate())
+	}
 	sources := make([]*zset, len(keys))
 	total := 0
 	for i, k := range keys {
@@ -46,8 +53,8 @@ func (m *Machine) zsetStore(index uint64, now int64, req *fsmv1.ZsetStore) (*fsm
 			total += ss.z.Len()
 		}
 	}
-	if total > MaxZsetStoreInput {
-		return nil, newError(fsmv1.ErrorCode_ERROR_CODE_OUT_OF_RANGE, dst, "the sources hold %d members; a store reads at most %d", total, MaxZsetStoreInput)
+	if total > MaxZsetBulk {
+		return nil, newError(fsmv1.ErrorCode_ERROR_CODE_OUT_OF_RANGE, dst, "the sources hold %d members; a store reads at most %d", total, MaxZsetBulk)
 	}
 	weight := func(i int) float64 {
 		if len(weights) == 0 {
@@ -55,12 +62,19 @@ func (m *Machine) zsetStore(index uint64, now int64, req *fsmv1.ZsetStore) (*fsm
 		}
 		return weights[i]
 	}
+	// Members arrive in the destination in the order its readers rank them: a set read
+	// from the top (TIE_BREAK_ARRIVAL) takes each source from the top, so that of two
+	// members tied in a source, the one ahead stays ahead.
+	each := func(z *zset, fn func(zsetEntry) bool) { z.byRank.ascend(0, fn) }
+	if req.GetTieBreak() == conclavev1.TieBreak_TIE_BREAK_ARRIVAL {
+		each = func(z *zset, fn func(zsetEntry) bool) { z.byRank.descend(z.Len()-1, fn) }
+	}
 	out := newZsetBuilder(req.GetAggregate())
 	switch req.GetOp() {
 	case fsmv1.ZsetStoreOp_ZSET_STORE_OP_UNION:
 		for i, z := range sources {
 			if z != nil {
-				z.byRank.ascend(0, func(e zsetEntry) bool {
+				each(z, func(e zsetEntry) bool {
 					out.merge(e.member, weight(i)*e.score)
 					return true
 				})
@@ -68,7 +82,7 @@ func (m *Machine) zsetStore(index uint64, now int64, req *fsmv1.ZsetStore) (*fsm
 		}
 	case fsmv1.ZsetStoreOp_ZSET_STORE_OP_INTERSECT:
 		if sources[0] != nil {
-			sources[0].byRank.ascend(0, func(e zsetEntry) bool {
+			each(sources[0], func(e zsetEntry) bool {
 				scores := []float64{weight(0) * e.score}
 				for i, z := range sources[1:] {
 					if z == nil {
@@ -88,7 +102,7 @@ func (m *Machine) zsetStore(index uint64, now int64, req *fsmv1.ZsetStore) (*fsm
 		}
 	case fsmv1.ZsetStoreOp_ZSET_STORE_OP_DIFF:
 		if sources[0] != nil {
-			sources[0].byRank.ascend(0, func(e zsetEntry) bool {
+			each(sources[0], func(e zsetEntry) bool {
 				for _, z := range sources[1:] {
 					if z != nil {
 						if _, ok := z.Score(e.member); ok {

@@ -725,3 +725,52 @@ func apply(t *testing.T, m *fsm.Machine, index uint64, op proto.Message) *fsmv1.
 	}
 	return res
 }
+
+// TestZset_StoreKeepsArrivalOrder: a store into a set ranked by arrival keeps the order
+// of members tied in its source, whichever way the destination is read.
+func TestZset_StoreKeepsArrivalOrder(t *testing.T) {
+	m := fsm.New()
+	arrival := conclavev1.TieBreak_TIE_BREAK_ARRIVAL
+	ascending := conclavev1.TieBreak_TIE_BREAK_ARRIVAL_ASCENDING
+	run(t, m,
+		step{index: 1, now: t0, op: with(zadd("hi", "bob", 2900, "ann", 3000), func(r *conclavev1.AddRequest) { r.TieBreak = arrival })},
+		step{index: 2, now: t0, op: zadd("hi", "cat", 2900)},
+		step{index: 3, now: t0, op: with(zadd("lo", "bob", 61, "ann", 60), func(r *conclavev1.AddRequest) { r.TieBreak = ascending })},
+		step{index: 4, now: t0, op: zadd("lo", "cat", 61)},
+		step{index: 5, now: t0, op: &fsmv1.ZsetStore{Op: fsmv1.ZsetStoreOp_ZSET_STORE_OP_UNION, Destination: []byte("hi2"), Keys: [][]byte{[]byte("hi")}, TieBreak: arrival}},
+		step{index: 6, now: t0, op: &fsmv1.ZsetStore{Op: fsmv1.ZsetStoreOp_ZSET_STORE_OP_DIFF, Destination: []byte("lo2"), Keys: [][]byte{[]byte("lo")}, TieBreak: ascending}},
+	)
+	top := func(key string, lowest bool) string {
+		var r *conclavev1.TopResponse
+		m.Read(t0, func(v *fsm.View) { r, _ = v.ZsetTop(&conclavev1.TopRequest{Key: []byte(key), Lowest: lowest}) })
+		return members(r.GetMembers())
+	}
+	for _, tc := range []struct {
+		src, dst string
+		lowest   bool
+	}{{"hi", "hi2", false}, {"lo", "lo2", true}} {
+		if a, b := top(tc.src, tc.lowest), top(tc.dst, tc.lowest); a != b {
+			t.Errorf("%s reads %s; its copy %s reads %s", tc.src, a, tc.dst, b)
+		}
+	}
+}
+
+// TestZset_UnknownEnumsRefused: values the machine does not know never reach its state
+// (a snapshot could not hold them).
+func TestZset_UnknownEnumsRefused(t *testing.T) {
+	m := fsm.New()
+	run(t, m, step{index: 1, now: t0, op: zadd("z", "a", 1)})
+	for i, op := range []proto.Message{
+		with(zadd("new", "a", 1), func(r *conclavev1.AddRequest) { r.TieBreak = 7 }),
+		&conclavev1.IncrementScoreRequest{Key: []byte("new"), Member: "a", Delta: 1, TieBreak: -1},
+		&fsmv1.ZsetStore{Op: fsmv1.ZsetStoreOp_ZSET_STORE_OP_UNION, Destination: []byte("d"), Keys: [][]byte{[]byte("z")}, TieBreak: 9},
+		&fsmv1.ZsetStore{Op: fsmv1.ZsetStoreOp_ZSET_STORE_OP_UNION, Destination: []byte("d"), Keys: [][]byte{[]byte("z")}, Aggregate: 4},
+		&fsmv1.ZsetStore{Op: 4, Destination: []byte("d"), Keys: [][]byte{[]byte("z")}},
+		&conclavev1.RemoveRangeRequest{Key: []byte("z"), Interval: &conclavev1.RemoveRangeRequest_Score{Score: scoreIv(incl(math.NaN()), nil)}},
+	} {
+		run(t, m, step{index: uint64(2 + i), now: t0, op: op, err: fsm.ErrInvalidArgument})
+	}
+	if !bytes.Equal(snapshotBytes(t, restored(t, m)), snapshotBytes(t, m)) {
+		t.Fatal("snapshot does not round-trip")
+	}
+}

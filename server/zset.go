@@ -107,38 +107,55 @@ func (s *sortedSetService) PopMax(ctx context.Context, req *conclavev1.PopMaxReq
 	return &conclavev1.PopMaxResponse{Header: h, Members: ms}, nil
 }
 
-// pop proposes the pop; with a wait, while the set is empty it watches this node's
-// applied state and proposes again only once the set has members, so an idle waiter
-// writes nothing to the log. It answers empty when the wait ends.
+// pop proposes the pop. With a wait, while the set is empty it watches this node's
+// applied state and proposes again only once the set has members there, so an idle
+// waiter writes nothing to the log; it answers empty when the wait ends.
+//
+// Two cases propose without looking first. A request with an id proposes on its first
+// pass: it may be the retry of a pop that emptied the set, whose members only the
+// log's dedup table can return. And after an empty pop (another popper was first) the
+// node's state is not looked at again until it has applied that pop, so a follower
+// still showing the member taken does not propose once per entry it applies.
 func (s *sortedSetService) pop(ctx context.Context, op *fsmv1.ZsetPop, waitMs int64, requestID string) ([]*conclavev1.ScoredMember, *conclavev1.ResponseHeader, error) {
 	deadline := time.NewTimer(time.Duration(waitMs) * time.Millisecond)
 	defer deadline.Stop()
+	var (
+		h       *conclavev1.ResponseHeader
+		lastPop uint64 // the index of the last empty pop proposed
+	)
+	propose := waitMs == 0 || requestID != ""
 	for {
 		changed := s.node.Changed() // before the look, so no change slips between
-		var card int64
-		if waitMs > 0 {
+		if !propose {
+			var card int64
 			var err error
-			if card, _, err = read(ctx, s.node, conclavev1.Consistency_CONSISTENCY_STALE, func(v *fsm.View) (int64, error) {
+			card, h, err = read(ctx, s.node, conclavev1.Consistency_CONSISTENCY_STALE, func(v *fsm.View) (int64, error) {
+				if v.Revision() < lastPop {
+					return 0, nil // not caught up with our own empty pop yet
+				}
 				return v.ZsetCard(op.GetKey())
-			}); err != nil {
+			})
+			if err != nil {
 				return nil, nil, err
 			}
+			propose = card > 0
 		}
-		if waitMs == 0 || card > 0 {
+		if propose {
 			cmd := &fsmv1.Command{RequestId: requestID, Op: &fsmv1.Command_ZsetPop{ZsetPop: op}}
 			res, index, err := apply(ctx, s.node, cmd, (*fsmv1.Result).GetZsetPop)
 			if err != nil {
 				return nil, nil, err
 			}
+			h = s.node.Header(index)
 			if len(res.GetMembers()) > 0 || waitMs == 0 {
-				return res.GetMembers(), s.node.Header(index), nil
+				return res.GetMembers(), h, nil
 			}
-			// Another popper was first: wait for the next member.
+			lastPop, propose = index, false
 		}
 		select {
 		case <-changed:
 		case <-deadline.C:
-			return nil, s.node.Header(0), nil
+			return nil, h, nil
 		case <-ctx.Done():
 			return nil, nil, toStatus(ctx.Err())
 		}

@@ -1,12 +1,17 @@
 package server
 
 import (
+	"context"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+
+	"github.com/conclave-dev/conclave/fsm"
+	fsmv1 "github.com/conclave-dev/conclave/proto/conclave/fsm/v1"
 
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
@@ -143,10 +148,11 @@ func TestSortedSet_PopWait(t *testing.T) {
 		got <- r
 		errs <- err
 	}()
-	// The waiter is parked once it has looked (a stale read, no command).
+	// The waiter is parked once it has looked (a stale read). With a request id it first
+	// proposed one pop (it might have been a retry); nothing more while it waits.
 	eventually(t, 10*time.Second, "the waiter to look at the set", func() bool { return ts.node.reads.Load() > reads })
-	if n := ts.node.applies.Load() - before; n != 0 {
-		t.Fatalf("an idle waiter applied %d commands", n)
+	if n := ts.node.applies.Load() - before; n != 1 {
+		t.Fatalf("an idle waiter applied %d commands; want its first pop only", n)
 	}
 	if _, err := zc.Add(ctx, &conclavev1.AddRequest{Key: key, Members: scored("job-2", 2, "job-1", 1)}); err != nil {
 		t.Fatal(err)
@@ -245,5 +251,91 @@ func TestSortedSet_BadInput(t *testing.T) {
 		}, "aggregate"},
 	} {
 		t.Run(tt.name, func(t *testing.T) { wantField(t, tt.call(), tt.field) })
+	}
+}
+
+// TestSortedSet_PopWaitRetryAfterEmptying: a waiting pop whose answer was lost is
+// retried under its request id after it emptied the set; the retry must return what the
+// first attempt popped (from the dedup table), not wait on the empty set.
+func TestSortedSet_PopWaitRetryAfterEmptying(t *testing.T) {
+	ts := newTestServer(t)
+	ctx := testContext(t)
+	zc := conclavev1grpc.NewSortedSetServiceClient(ts.conn)
+	key := []byte("jobs")
+	if _, err := zc.Add(ctx, &conclavev1.AddRequest{Key: key, Members: scored("job-1", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []*conclavev1.PopMaxRequest{
+		{Key: key, WaitMs: 60_000, RequestId: "pop-1"},
+		{Key: key, WaitMs: 60_000, RequestId: "pop-1"}, // the retry
+	} {
+		r, err := zc.PopMax(ctx, req)
+		if err != nil || len(r.GetMembers()) != 1 || r.GetMembers()[0].GetMember() != "job-1" {
+			t.Fatalf("PopMax %v = %v, %v; want job-1", req, r, err)
+		}
+	}
+}
+
+// laggingNode applies to the leader's machine but reads a follower's, which has not
+// caught up; its Changed fires when the test says the follower applied an entry.
+type laggingNode struct {
+	*localNode
+	follower *fsm.Machine
+	mu       sync.Mutex
+	changed  chan struct{}
+}
+
+func (n *laggingNode) Read(ctx context.Context, c conclavev1.Consistency, fn func(v *fsm.View)) (*conclavev1.ResponseHeader, error) {
+	n.reads.Add(1)
+	n.follower.Read(0, fn)
+	return &conclavev1.ResponseHeader{NodeId: "follower"}, nil
+}
+
+func (n *laggingNode) Changed() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.changed
+}
+
+func (n *laggingNode) followerApplied() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	close(n.changed)
+	n.changed = make(chan struct{})
+}
+
+// TestSortedSet_PopWaitOnLaggingFollower: a waiter on a follower that still shows a
+// member another popper took proposes one pop, finds it empty, and then writes nothing
+// more while the follower catches up.
+func TestSortedSet_PopWaitOnLaggingFollower(t *testing.T) {
+	leader := newLocalNode()
+	add := &fsmv1.Command{Op: &fsmv1.Command_ZsetAdd{ZsetAdd: &conclavev1.AddRequest{Key: []byte("q"), Members: scored("a", 1)}}}
+	ctx := testContext(t)
+	if _, err := leader.Apply(ctx, add); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.Apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_ZsetPop{ZsetPop: &fsmv1.ZsetPop{Key: []byte("q")}}}); err != nil {
+		t.Fatal(err)
+	}
+	follower := fsm.New()
+	follower.ApplyCommand(1, add) // the add, not yet the other pop
+	n := &laggingNode{localNode: leader, follower: follower, changed: make(chan struct{})}
+	s := &sortedSetService{node: n}
+	before := leader.applies.Load()
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.PopMin(ctx, &conclavev1.PopMinRequest{Key: []byte("q"), WaitMs: 60_000})
+		done <- err
+	}()
+	for range 20 { // the follower applies 20 entries older than the other pop
+		reads := n.reads.Load()
+		eventually(t, 10*time.Second, "the waiter to look again", func() bool { return n.reads.Load() > reads })
+		n.followerApplied()
+	}
+	cancel()
+	<-done
+	if got := leader.applies.Load() - before; got != 1 {
+		t.Fatalf("the waiter proposed %d pops; want 1", got)
 	}
 }

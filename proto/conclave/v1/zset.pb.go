@@ -1723,7 +1723,8 @@ type RangeRequest struct {
 	Interval isRangeRequest_Interval `protobuf_oneof:"interval"`
 	// reverse lists from the highest score down; a rank interval then counts from the top.
 	Reverse bool `protobuf:"varint,5,opt,name=reverse,proto3" json:"reverse,omitempty"`
-	// offset skips members after the interval's start (Redis LIMIT offset count).
+	// offset skips members after the interval's start (Redis LIMIT offset count), on the
+	// first page only: with a page_token it is ignored.
 	Offset int64 `protobuf:"varint,6,opt,name=offset,proto3" json:"offset,omitempty"`
 	// limit is the most members per page, at most 10000; 0 means 1000.
 	Limit int64 `protobuf:"varint,7,opt,name=limit,proto3" json:"limit,omitempty"`
@@ -2618,7 +2619,10 @@ func (x *PopMaxResponse) GetMembers() []*ScoredMember {
 }
 
 // A store combines source sets into destination, replacing whatever destination held
-// (and its TTL); an empty result deletes it. A missing source is an empty set.
+// (its TTL and tie-break too); an empty result deletes it. A missing source is an empty
+// set. tie_break is the destination's (default TIE_BREAK_LEX); with an arrival
+// tie-break, members arrive source by source in the order the destination is read, so
+// members tied in a source keep their order.
 type UnionStoreRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Destination []byte                 `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`

@@ -45,8 +45,10 @@ const (
 //
 // SortedSetService is Redis's sorted set, replicated: members ordered by a float64 score,
 // ranks in O(log n), ties broken by member or by arrival. A sorted set is a key in the
-// KVService keyspace: TTL, Expire, Delete and Scan apply to it, and a string operation
-// on it (or a sorted-set operation on a string) fails with FAILED_PRECONDITION.
+// KVService keyspace: TTL, Expire, Delete and Scan apply to it (Scan and MultiGet list it
+// with its type and no value); Get, Increment or a Txn value compare on it, or a
+// sorted-set operation on a string, fails with FAILED_PRECONDITION (WRONG_TYPE); Set
+// replaces it, as Redis's SET does.
 type SortedSetServiceClient interface {
 	// Add sets members' scores (Redis ZADD with NX, XX, GT, LT, CH, INCR).
 	Add(ctx context.Context, in *v1.AddRequest, opts ...grpc.CallOption) (*v1.AddResponse, error)
@@ -268,8 +270,10 @@ func (c *sortedSetServiceClient) DiffStore(ctx context.Context, in *v1.DiffStore
 //
 // SortedSetService is Redis's sorted set, replicated: members ordered by a float64 score,
 // ranks in O(log n), ties broken by member or by arrival. A sorted set is a key in the
-// KVService keyspace: TTL, Expire, Delete and Scan apply to it, and a string operation
-// on it (or a sorted-set operation on a string) fails with FAILED_PRECONDITION.
+// KVService keyspace: TTL, Expire, Delete and Scan apply to it (Scan and MultiGet list it
+// with its type and no value); Get, Increment or a Txn value compare on it, or a
+// sorted-set operation on a string, fails with FAILED_PRECONDITION (WRONG_TYPE); Set
+// replaces it, as Redis's SET does.
 type SortedSetServiceServer interface {
 	// Add sets members' scores (Redis ZADD with NX, XX, GT, LT, CH, INCR).
 	Add(context.Context, *v1.AddRequest) (*v1.AddResponse, error)
