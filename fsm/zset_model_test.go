@@ -300,3 +300,160 @@ func randBound(r *rand.Rand) *conclavev1.ScoreBound {
 	}
 	return &conclavev1.ScoreBound{Score: float64(r.IntN(12)) - 4, Exclusive: r.IntN(2) == 0}
 }
+
+// TestZset_AroundTopOffsetAgainstRange checks Around, Top and Range's offset and limit
+// (and whether a token is returned) against a full Range of random small sets, in every
+// tie-break, rank mode and direction.
+func TestZset_AroundTopOffsetAgainstRange(t *testing.T) {
+	r := rand.New(rand.NewPCG(testSeed(t), 0xa20))
+	for iter := 0; iter < 300; iter++ {
+		m := fsm.New()
+		tie := conclavev1.TieBreak(1 + r.IntN(3))
+		n := 1 + r.IntN(40)
+		idx := uint64(1)
+		for i := 0; i < n; i++ {
+			req := zadd("z", fmt.Sprintf("m%02d", r.IntN(60)), r.IntN(6))
+			req.TieBreak = tie
+			apply(t, m, idx, req)
+			idx++
+		}
+		mode := conclavev1.RankMode(r.IntN(4))
+		for _, rev := range []bool{false, true} {
+			full := zrange(t, m, &conclavev1.RangeRequest{Key: []byte("z"), Reverse: rev, RankMode: mode}).GetMembers()
+			for i, fm := range full {
+				c := r.IntN(4)
+				var a *conclavev1.AroundResponse
+				m.Read(t0, func(v *fsm.View) {
+					a, _ = v.ZsetAround(&conclavev1.AroundRequest{Key: []byte("z"), Member: fm.GetMember(), Count: int64(c), Reverse: rev, RankMode: mode})
+				})
+				lo, hi := max(i-c, 0), min(i+c+1, len(full))
+				if got, want := members(a.GetMembers()), members(full[lo:hi]); got != want {
+					t.Fatalf("iter %d around %s c=%d rev=%v mode=%v:\n got %s\nwant %s", iter, fm.GetMember(), c, rev, mode, got, want)
+				}
+			}
+			cnt := 1 + r.IntN(len(full)+2)
+			var top *conclavev1.TopResponse
+			m.Read(t0, func(v *fsm.View) {
+				top, _ = v.ZsetTop(&conclavev1.TopRequest{Key: []byte("z"), Count: int64(cnt), Lowest: !rev, RankMode: mode})
+			})
+			if got, want := members(top.GetMembers()), members(full[:min(cnt, len(full))]); got != want {
+				t.Fatalf("top: got %s want %s", got, want)
+			}
+			// offset on a score interval
+			iv := &conclavev1.ScoreInterval{Min: &conclavev1.ScoreBound{Score: float64(r.IntN(6)), Exclusive: r.IntN(2) == 0}, Max: &conclavev1.ScoreBound{Score: float64(r.IntN(6)), Exclusive: r.IntN(2) == 0}}
+			sub := zrange(t, m, &conclavev1.RangeRequest{Key: []byte("z"), Reverse: rev, RankMode: mode, Interval: &conclavev1.RangeRequest_Score{Score: iv}}).GetMembers()
+			off, lim := r.IntN(len(sub)+2), 1+r.IntN(5)
+			got := zrange(t, m, &conclavev1.RangeRequest{Key: []byte("z"), Reverse: rev, RankMode: mode, Interval: &conclavev1.RangeRequest_Score{Score: iv}, Offset: int64(off), Limit: int64(lim)})
+			want := sub[min(off, len(sub)):min(off+lim, len(sub))]
+			if members(got.GetMembers()) != members(want) {
+				t.Fatalf("offset %d limit %d rev %v: got %s want %s (sub %s)", off, lim, rev, members(got.GetMembers()), members(want), members(sub))
+			}
+			if (got.GetNextPageToken() != "") != (off+lim < len(sub)) {
+				t.Fatalf("token presence wrong: off %d lim %d len %d", off, lim, len(sub))
+			}
+		}
+	}
+}
+
+// TestZset_PagingWhileScoresChange: paging with tokens while other members' scores
+// change lists every member whose score did not change exactly once.
+func TestZset_PagingWhileScoresChange(t *testing.T) {
+	r := rand.New(rand.NewPCG(testSeed(t), 0xa9e))
+	for iter := 0; iter < 300; iter++ {
+		m := fsm.New()
+		tie := conclavev1.TieBreak(1 + r.IntN(3))
+		idx := uint64(1)
+		for i := 0; i < 30; i++ {
+			req := zadd("z", fmt.Sprintf("m%02d", i), r.IntN(8))
+			req.TieBreak = tie
+			apply(t, m, idx, req)
+			idx++
+		}
+		rev := r.IntN(2) == 0
+		moved := map[string]bool{}
+		seen := map[string]int{}
+		req := &conclavev1.RangeRequest{Key: []byte("z"), Reverse: rev, Limit: int64(1 + r.IntN(4))}
+		for {
+			resp := zrange(t, m, req)
+			for _, x := range resp.GetMembers() {
+				seen[x.GetMember()]++
+			}
+			if resp.GetNextPageToken() == "" {
+				break
+			}
+			req.PageToken = resp.GetNextPageToken()
+			for k := 0; k < 2; k++ {
+				mem := fmt.Sprintf("m%02d", r.IntN(30))
+				moved[mem] = true
+				apply(t, m, idx, zadd("z", mem, r.IntN(8)))
+				idx++
+			}
+		}
+		for i := 0; i < 30; i++ {
+			mem := fmt.Sprintf("m%02d", i)
+			if !moved[mem] && seen[mem] != 1 {
+				t.Fatalf("iter %d rev %v tie %v: unmoved %s seen %d times", iter, rev, tie, mem, seen[mem])
+			}
+		}
+	}
+}
+
+// TestZset_LexAgainstNaive checks lex Range (both directions) and Count against a naive
+// filter of the members with the set's lowest score, on sets of one or two scores.
+func TestZset_LexAgainstNaive(t *testing.T) {
+	r := rand.New(rand.NewPCG(testSeed(t), 0x1e8))
+	for iter := 0; iter < 500; iter++ {
+		m := fsm.New()
+		sc := map[string]float64{}
+		for i := 0; i < 1+r.IntN(15); i++ {
+			mem := string(rune('a' + r.IntN(10)))
+			s := float64(r.IntN(2))
+			apply(t, m, uint64(i+1), zadd("z", mem, s))
+			sc[mem] = s
+		}
+		lowest := 99.0
+		for _, s := range sc {
+			lowest = min(lowest, s)
+		}
+		bound := func() *conclavev1.LexBound {
+			if r.IntN(4) == 0 {
+				return nil
+			}
+			return &conclavev1.LexBound{Member: string(rune('a' + r.IntN(11))), Exclusive: r.IntN(2) == 0}
+		}
+		lo, hi := bound(), bound()
+		var want []string
+		for mem, s := range sc {
+			if s != lowest {
+				continue
+			}
+			if lo != nil && (mem < lo.Member || lo.Exclusive && mem == lo.Member) {
+				continue
+			}
+			if hi != nil && (mem > hi.Member || hi.Exclusive && mem == hi.Member) {
+				continue
+			}
+			want = append(want, mem)
+		}
+		slices.Sort(want)
+		rev := r.IntN(2) == 0
+		if rev {
+			slices.Reverse(want)
+		}
+		got := zrange(t, m, &conclavev1.RangeRequest{Key: []byte("z"), Reverse: rev, Interval: &conclavev1.RangeRequest_Lex{Lex: &conclavev1.LexInterval{Min: lo, Max: hi}}})
+		var g []string
+		for _, x := range got.GetMembers() {
+			g = append(g, x.GetMember())
+		}
+		if strings.Join(g, ",") != strings.Join(want, ",") {
+			t.Fatalf("iter %d lo %v hi %v rev %v: got %v want %v (%v)", iter, lo, hi, rev, g, want, sc)
+		}
+		var n int64
+		m.Read(t0, func(v *fsm.View) {
+			n, _ = v.ZsetCount(&conclavev1.CountRequest{Key: []byte("z"), Interval: &conclavev1.CountRequest_Lex{Lex: &conclavev1.LexInterval{Min: lo, Max: hi}}})
+		})
+		if n != int64(len(want)) {
+			t.Fatalf("count %d want %d", n, len(want))
+		}
+	}
+}
