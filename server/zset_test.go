@@ -328,11 +328,13 @@ func TestSortedSet_PopWaitOnLaggingFollower(t *testing.T) {
 		_, err := s.PopMin(ctx, &conclavev1.PopMinRequest{Key: []byte("q"), WaitMs: 60_000})
 		done <- err
 	}()
-	for range 20 { // the follower applies 20 entries older than the other pop
-		reads := n.reads.Load()
-		eventually(t, 10*time.Second, "the waiter to look again", func() bool { return n.reads.Load() > reads })
+	// The follower applies 20 entries older than the other pop. The waiter looks once as
+	// it starts, then once after each: its i-th look comes before the i-th apply.
+	for i := range int64(20) {
+		eventually(t, 10*time.Second, "the waiter to look again", func() bool { return n.reads.Load() > i })
 		n.followerApplied()
 	}
+	eventually(t, 10*time.Second, "the waiter to look a last time", func() bool { return n.reads.Load() > 20 })
 	cancel()
 	<-done
 	if got := leader.applies.Load() - before; got != 1 {
