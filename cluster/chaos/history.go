@@ -37,10 +37,21 @@ const (
 	// OpLimitPeek is a rate-limit Peek (LINEARIZABLE) of Input.Cost (0 means 1) hits on
 	// the FIXED_WINDOW limiter Input.Key with limit Input.Limit: what a Check would say.
 	OpLimitPeek
+	// OpZsetIncrement is IncrementScore(member, delta) → the new score (zset.go says how
+	// the sorted-set ops use Input and Output).
+	OpZsetIncrement
+	// OpZsetScore is a LINEARIZABLE Score(member) → found, score.
+	OpZsetScore
+	// OpZsetTop is a LINEARIZABLE Top(count): members highest score first, equal scores
+	// by member descending (TIE_BREAK_LEX read from the top, as Redis's ZREVRANGE).
+	OpZsetTop
+	// OpZsetRemove is Remove(member) → whether it was removed.
+	OpZsetRemove
 )
 
 var opNames = [...]string{OpGet: "get", OpSet: "set", OpCAS: "cas", OpDelete: "delete", OpIncrement: "increment",
-	OpAcquire: "acquire", OpRelease: "release", OpInspect: "inspect", OpLimitCheck: "limit-check", OpLimitPeek: "limit-peek"}
+	OpAcquire: "acquire", OpRelease: "release", OpInspect: "inspect", OpLimitCheck: "limit-check", OpLimitPeek: "limit-peek",
+	OpZsetIncrement: "zset-increment", OpZsetScore: "zset-score", OpZsetTop: "zset-top", OpZsetRemove: "zset-remove"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && opNames[o] != "" {

@@ -26,6 +26,7 @@ type chaosOptions struct {
 	keys     int
 	locks    int
 	limiters int
+	zsets    int
 	dir      string
 	timeout  time.Duration
 }
@@ -41,7 +42,8 @@ func newChaosCmd() *cobra.Command {
 		Long: `Start three conclave serve processes on free loopback ports, with every raft link
 routed through a proxy the harness controls; run concurrent clients against all nodes
 (KV operations; on --locks locks, try-once lock operations through sessions of their
-own; on --limiters keys, FIXED_WINDOW rate-limit Checks and Peeks) while injecting
+own; on --limiters keys, FIXED_WINDOW rate-limit Checks and Peeks; on --zsets
+leaderboard keys, sorted-set IncrementScore, Score, Top and Remove) while injecting
 faults on a schedule drawn from --seed (kill: SIGKILL and restart; pause: SIGSTOP for
 longer than the election timeout, then SIGCONT; partition: cut every link to one node,
 then heal); then heal, check that the replicas converged, that every acknowledged
@@ -68,6 +70,7 @@ is not zero.`,
 	f.IntVar(&o.keys, "keys", 8, "register keys")
 	f.IntVar(&o.locks, "locks", 3, "lock names (0: no lock operations)")
 	f.IntVar(&o.limiters, "limiters", 2, "rate-limiter keys (0: no rate-limit operations)")
+	f.IntVar(&o.zsets, "zsets", 2, "sorted-set (leaderboard) keys of three members each (0: no sorted-set operations)")
 	f.StringVar(&o.dir, "dir", "", "directory for data, logs and reports (default: a new temporary one)")
 	f.DurationVar(&o.timeout, "check-timeout", 2*time.Minute, "time the linearizability check may take")
 	return cmd
@@ -122,6 +125,7 @@ func runChaos(ctx context.Context, o chaosOptions, stdout interface{ Write([]byt
 	defer sessions.Close()
 
 	w := newWorkload(o.keys, o.locks, chaosLimits(o), sessions)
+	w.addBoards(o.zsets)
 	if len(w.limiters) > 0 {
 		var lims []string
 		for i, key := range w.limiters {
@@ -163,7 +167,8 @@ func runChaos(ctx context.Context, o chaosOptions, stdout interface{ Write([]byt
 	violations = append(violations, c.failures()...)
 
 	ops := w.rec.Operations()
-	rest, limitOps := chaos.SplitLimits(ops)
+	rest, zsetOps := chaos.SplitZsets(ops)
+	rest, limitOps := chaos.SplitLimits(rest)
 	kvOps, lockOps := chaos.SplitLocks(rest)
 	regs, ctrs := chaos.SplitCounters(kvOps)
 	type check struct {
@@ -188,6 +193,11 @@ func runChaos(ctx context.Context, o chaosOptions, stdout interface{ Write([]byt
 		say("rate-limit operations: %s; keys skipped=%d of %d", w.limitSummary(limitOps), len(drop), len(w.limiters))
 		violations = append(violations, problems...)
 		checks = append(checks, check{"ratelimit", chaos.RateLimitModel, chaos.WithoutKeys(limitOps, drop)})
+	}
+	if len(w.boards) > 0 {
+		say("zset operations: %s", w.zsetSummary(zsetOps))
+		violations = append(violations, w.zsetProblemsSeen()...)
+		checks = append(checks, check{"zset", chaos.ZsetModel, zsetOps})
 	}
 	for _, chk := range checks {
 		res, err := chaos.Check(chk.model, chk.ops, o.timeout, filepath.Join(o.dir, chk.name+"-violation.html"))

@@ -28,6 +28,7 @@ type workload struct {
 	locks     []string
 	limiters  []string // rate-limiter keys, FIXED_WINDOW with limits[i] per window
 	limits    []uint64
+	boards    []string       // sorted-set (leaderboard) keys, members chaosZsetMembers
 	sessions  *client.Client // creates the lock sessions and keeps them alive, on any node
 	opTimeout time.Duration
 
@@ -37,6 +38,8 @@ type workload struct {
 	limitWindows  map[string]*limitWindow
 	limitProblems []string // malformed rate-limit answers
 	limitRetried  int      // Checks answered on the retry with the same request id
+	zsetProblems  []string // malformed or refused sorted-set answers
+	zsetRetried   int      // sorted-set writes answered on the retry with the same request id
 }
 
 // newWorkload returns a workload over keys registers, two counters, locks locks (none:
@@ -61,7 +64,8 @@ func newWorkload(keys, locks int, limits []uint64, sessions *client.Client) *wor
 // run starts one goroutine per client until ctx ends; client i talks to conns[i%len],
 // and all of them together start about rate operations a second (few enough that
 // porcupine can check the history): one in five a lock operation when there are locks,
-// and one in four of the rest a rate-limit operation when there are limiters (retried
+// one in four of the rest a rate-limit operation when there are limiters, and one in
+// four of the rest a sorted-set operation when there are boards (writes of both retried
 // through conns[(i+1)%len]).
 func (w *workload) run(ctx context.Context, conns []*grpc.ClientConn, clients, rate int, seed uint64) *sync.WaitGroup {
 	var wg sync.WaitGroup
@@ -74,6 +78,8 @@ func (w *workload) run(ctx context.Context, conns []*grpc.ClientConn, clients, r
 			locks := conclavev1grpc.NewLockServiceClient(conns[i%len(conns)])
 			rl := conclavev1grpc.NewRateLimitServiceClient(conns[i%len(conns)])
 			rlRetry := conclavev1grpc.NewRateLimitServiceClient(conns[(i+1)%len(conns)])
+			zs := conclavev1grpc.NewSortedSetServiceClient(conns[i%len(conns)])
+			zsRetry := conclavev1grpc.NewSortedSetServiceClient(conns[(i+1)%len(conns)])
 			lc := &lockClient{}
 			rng := rand.New(rand.NewPCG(seed, uint64(i)))
 			revs := map[string]uint64{} // last revision this client saw per key, for CAS
@@ -90,6 +96,8 @@ func (w *workload) run(ctx context.Context, conns []*grpc.ClientConn, clients, r
 					w.lockStep(locks, lc, i, seq, rng)
 				case len(w.limiters) > 0 && rng.IntN(4) == 0:
 					w.limitStep(rl, rlRetry, i, seq, rng)
+				case len(w.boards) > 0 && rng.IntN(4) == 0:
+					w.zsetStep(zs, zsRetry, i, seq, rng)
 				default:
 					w.step(kv, i, seq, rng, revs)
 				}
@@ -209,22 +217,26 @@ func (w *workload) get(ctx context.Context, kv conclavev1grpc.KVServiceClient, c
 	return true
 }
 
-// finalReads reads every register and counter, inspects every lock and peeks at every
-// rate limiter, linearizably through every node, after the faults healed, and adds the
-// reads to the history (as clients firstID, firstID+1, …): the last word on each.
+// finalReads reads every register and counter, inspects every lock, peeks at every
+// rate limiter and lists every board whole (a Top of every member), linearizably
+// through every node, after the faults healed, and adds the reads to the history (as clients firstID, firstID+1, …): the last word on each.
 func (w *workload) finalReads(conns []*grpc.ClientConn, firstID int) error {
 	revs := map[string]uint64{}
 	for i, conn := range conns {
 		kv := conclavev1grpc.NewKVServiceClient(conn)
 		locks := conclavev1grpc.NewLockServiceClient(conn)
 		rl := conclavev1grpc.NewRateLimitServiceClient(conn)
-		for _, key := range slices.Concat(w.registers, w.counters, w.locks, w.limiters) {
+		zs := conclavev1grpc.NewSortedSetServiceClient(conn)
+		for _, key := range slices.Concat(w.registers, w.counters, w.locks, w.limiters, w.boards) {
 			read := func(ctx context.Context) bool { return w.get(ctx, kv, firstID+i, key, false, revs) }
 			if slices.Contains(w.locks, key) {
 				read = func(ctx context.Context) bool { _, ok := w.inspect(ctx, locks, firstID+i, key); return ok }
 			}
 			if j := slices.Index(w.limiters, key); j >= 0 {
 				read = func(ctx context.Context) bool { return w.peekLimit(ctx, rl, firstID+i, j) }
+			}
+			if slices.Contains(w.boards, key) {
+				read = func(ctx context.Context) bool { return w.zsetTop(ctx, zs, firstID+i, key, len(chaosZsetMembers)) }
 			}
 			// A node just restarted may still be catching up: retry (failed reads are
 			// left out of the history) until a deadline.
