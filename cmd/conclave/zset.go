@@ -44,11 +44,14 @@ those 0-based ranks. Table output shows leaderboard places instead: its "#" colu
 rank+1, so the first member is #1.
 
 top and around read a set as a leaderboard, highest score first unless --lowest; rank
-and range read it as Redis does, lowest score first unless --rev.`,
+and range read it as Redis does, lowest score first unless --rev. count and remrange take
+their intervals as range does; unionstore, interstore and diffstore replace DEST.`,
 	}
 	o.addFlags(cmd.PersistentFlags())
 	cmd.AddCommand(newZsetAddCmd(o), newZsetIncrCmd(o), newZsetScoreCmd(o), newZsetRankCmd(o), newZsetRangeCmd(o),
-		newZsetTopCmd(o), newZsetAroundCmd(o), newZsetRemCmd(o), newZsetCardCmd(o), newZsetPopCmd(o))
+		newZsetTopCmd(o), newZsetAroundCmd(o), newZsetRemCmd(o), newZsetCardCmd(o), newZsetPopCmd(o),
+		newZsetCountCmd(o), newZsetMultiScoreCmd(o), newZsetRemoveRangeCmd(o),
+		newZsetUnionStoreCmd(o), newZsetInterStoreCmd(o), newZsetDiffStoreCmd(o))
 	return cmd
 }
 
