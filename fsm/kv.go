@@ -19,16 +19,17 @@ func deadlineAfter(now, ttlMs int64) int64 {
 // writeOpts says how a write treats the deadline and session of the live entry it
 // replaces.
 type writeOpts struct {
-	ttlMs       int64  // > 0 sets a new deadline
-	keepTTL     bool   // otherwise keep the old deadline
-	session     uint64 // attach the key to this session (0: none)
-	keepSession bool   // keep the old attachment instead
+	ttlMs       int64      // > 0 sets a new deadline
+	keepTTL     bool       // otherwise keep the old deadline
+	session     uint64     // attach the key to this session (0: none)
+	keepSession bool       // keep the old attachment instead
+	zset        *sortedSet // the key holds this sorted set (value is then nil)
 }
 
 // write stores value at key with revision index, keeping create revision and version
 // history when the key is live.
 func write(s *state, index uint64, now int64, key string, value []byte, o writeOpts) *entry {
-	e := &entry{key: key, value: value, createRev: index, modRev: index, version: 1, session: o.session}
+	e := &entry{key: key, value: value, createRev: index, modRev: index, version: 1, session: o.session, zset: o.zset}
 	if old, ok := s.getLive(key, now); ok {
 		e.createRev = old.createRev
 		e.version = old.version + 1

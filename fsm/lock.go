@@ -133,19 +133,17 @@ func (s *state) putLock(l *lockState) {
 }
 
 // endLockDelays ends up to limit lock-delays that have passed at now, granting those
-// locks' waiters with token index; it returns how many it ended.
-func (s *state) endLockDelays(index uint64, now int64, limit int) int {
-	n := 0
-	for ; n < limit; n++ {
+// locks' waiters with token index.
+func (s *state) endLockDelays(index uint64, now int64, limit int) {
+	for range limit {
 		d, ok := s.lockDelays.Min()
 		if !ok || d.until > now {
-			break
+			return
 		}
 		l, _ := s.getLock(d.name)
 		l.promote(index, now)
 		s.putLock(l)
 	}
-	return n
 }
 
 // releaseSession drops every hold and wait of a session, granting the next waiters with
@@ -172,8 +170,10 @@ func (s *state) releaseSession(id, index uint64, now, delayMs int64) {
 	}
 }
 
-func lockResult(granted bool, token, waiter uint64) *fsmv1.Result_Lock {
-	return &fsmv1.Result_Lock{Lock: &fsmv1.LockResult{Granted: granted, Token: token, Waiter: waiter}}
+// waitResult is a lock command's result that grants nothing: the id of the request
+// left waiting, or 0.
+func waitResult(waiter uint64) *fsmv1.Result_Lock {
+	return &fsmv1.Result_Lock{Lock: &fsmv1.LockResult{Waiter: waiter}}
 }
 
 func grantResult(h *fsmv1.LockHolder) *fsmv1.Result_Lock {
@@ -201,7 +201,7 @@ func (m *Machine) lockAcquire(index uint64, now int64, op *fsmv1.LockAcquire) (*
 	}
 	for _, w := range l.waiters {
 		if w.GetSessionId() == op.GetSessionId() {
-			return lockResult(false, 0, w.GetId()), nil // already waiting
+			return waitResult(w.GetId()), nil // already waiting
 		}
 	}
 	l.promote(index, now) // a lock-delay may have passed with waiters queued
@@ -214,7 +214,7 @@ func (m *Machine) lockAcquire(index uint64, now int64, op *fsmv1.LockAcquire) (*
 	case op.GetWait():
 		l.waiters = append(l.waiters, &fsmv1.LockWaiter{Id: index, SessionId: op.GetSessionId(), Mode: md, SinceUnixNano: now, Value: op.GetValue()})
 		m.st.putLock(l)
-		return lockResult(false, 0, index), nil
+		return waitResult(index), nil
 	}
 	// Refused: nothing is stored, not even waiters whose lock-delay just passed (a failed
 	// command changes nothing; the leader's ExpireDue grants them).
@@ -237,7 +237,7 @@ func (m *Machine) lockRelease(index uint64, now int64, op *fsmv1.LockRelease) (*
 	l.holders = slices.Delete(l.holders, i, i+1)
 	l.promote(index, now)
 	m.st.putLock(l)
-	return lockResult(false, 0, 0), nil
+	return waitResult(0), nil
 }
 
 func (m *Machine) lockProclaim(index uint64, op *fsmv1.LockProclaim) (*fsmv1.Result_Lock, *Error) {
@@ -260,7 +260,7 @@ func (m *Machine) lockCancel(index uint64, now int64, op *fsmv1.LockCancel) *fsm
 		l.promote(index, now) // the head may have been what held others back
 		m.st.putLock(l)
 	}
-	return lockResult(false, 0, 0)
+	return waitResult(0)
 }
 
 func errStaleToken(name string, token uint64) *Error {

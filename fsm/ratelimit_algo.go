@@ -52,10 +52,8 @@ type limitSpec struct {
 // so the server can reject bad input before it reaches the log. The name is not checked
 // (an inline policy has none). The error is an *Error wrapping ErrInvalidArgument.
 func ValidatePolicy(p *conclavev1.RateLimitPolicy) error {
-	if _, err := specOf(p, nil, "policy"); err != nil {
-		return err
-	}
-	return nil
+	_, err := specOf(p, nil, "policy")
+	return nilIfNone(err)
 }
 
 // specOf validates p and returns its spec; errors name key and what, the policy's role.

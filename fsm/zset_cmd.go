@@ -41,14 +41,6 @@ func (ss *sortedSet) tieFor() uint64 {
 	return 0
 }
 
-// set gives member score, with a new tie-breaker if the score changes.
-func (ss *sortedSet) set(member string, score float64) {
-	if old, ok := ss.z.Score(member); ok && old == score {
-		return
-	}
-	ss.z.Add(member, score, ss.tieFor())
-}
-
 func tieBreakOf(t conclavev1.TieBreak) conclavev1.TieBreak {
 	if t == conclavev1.TieBreak_TIE_BREAK_UNSPECIFIED {
 		return conclavev1.TieBreak_TIE_BREAK_LEX
@@ -110,13 +102,10 @@ func (w *zsetWrite) commit(s *state, index uint64, now int64, ttlMs int64) {
 		}
 		return
 	}
-	e := &entry{key: w.key, createRev: index, modRev: index, version: 1, zset: w.ss}
 	if w.old != nil {
-		e.createRev, e.version, e.expiresAt = w.old.createRev, w.old.version+1, w.old.expiresAt
-	} else if ttlMs > 0 {
-		e.expiresAt = deadlineAfter(now, ttlMs)
+		ttlMs = 0
 	}
-	s.put(e)
+	write(s, index, now, w.key, nil, writeOpts{ttlMs: ttlMs, keepTTL: true, zset: w.ss})
 }
 
 func checkZsetKey(key []byte) *Error {
@@ -196,7 +185,9 @@ func (m *Machine) zsetAdd(index uint64, now int64, req *conclavev1.AddRequest) (
 		} else if score != cur {
 			resp.Changed++
 		}
-		w.ss.set(member, score)
+		if !exists || score != cur {
+			w.ss.z.Add(member, score, w.ss.tieFor())
+		}
 	}
 	if resp.Changed > 0 {
 		w.commit(m.st, index, now, req.GetTtlMs())
@@ -229,7 +220,7 @@ func (m *Machine) zsetIncrement(index uint64, now int64, req *conclavev1.Increme
 		return nil, newError(fsmv1.ErrorCode_ERROR_CODE_OUT_OF_RANGE, key, "increment would make the score NaN")
 	}
 	if !exists || next != cur {
-		w.ss.set(req.GetMember(), next)
+		w.ss.z.Add(req.GetMember(), next, w.ss.tieFor())
 		w.commit(m.st, index, now, req.GetTtlMs())
 	}
 	return &fsmv1.Result_ZsetIncrement{ZsetIncrement: &conclavev1.IncrementScoreResponse{Score: next}}, nil
@@ -242,11 +233,10 @@ func (m *Machine) zsetRemove(index uint64, now int64, req *conclavev1.SortedSetS
 		return nil, err
 	}
 	resp := &conclavev1.SortedSetServiceRemoveResponse{}
-	ss, _, err := m.st.zsetAt(key, now)
-	if err != nil || ss == nil {
+	w, err := m.st.zsetForWrite(key, now, 0)
+	if err != nil || w.old == nil {
 		return &fsmv1.Result_ZsetRemove{ZsetRemove: resp}, err
 	}
-	w, _ := m.st.zsetForWrite(key, now, 0)
 	for _, member := range req.GetMembers() {
 		if _, ok := w.ss.z.Remove(member); ok {
 			resp.Removed++
@@ -265,10 +255,11 @@ func (m *Machine) zsetRemoveRange(index uint64, now int64, req *conclavev1.Remov
 		return nil, err
 	}
 	resp := &conclavev1.RemoveRangeResponse{}
-	ss, _, err := m.st.zsetAt(key, now)
-	if err != nil || ss == nil {
+	w, err := m.st.zsetForWrite(key, now, 0)
+	if err != nil || w.old == nil {
 		return &fsmv1.Result_ZsetRemoveRange{ZsetRemoveRange: resp}, err
 	}
+	ss := w.ss
 	sel := zsetInterval{rank: req.GetRank(), score: req.GetScore(), lex: req.GetLex()}
 	lo, hi, ierr := sel.bounds(key, ss, false)
 	if ierr != nil {
@@ -285,7 +276,6 @@ func (m *Machine) zsetRemoveRange(index uint64, now int64, req *conclavev1.Remov
 	if hi-lo > MaxZsetBulk {
 		return nil, newError(fsmv1.ErrorCode_ERROR_CODE_OUT_OF_RANGE, key, "the interval holds %d members; a RemoveRange removes at most %d (or the whole set)", hi-lo, MaxZsetBulk)
 	}
-	w, _ := m.st.zsetForWrite(key, now, 0)
 	gone := make([]string, 0, hi-lo)
 	w.ss.z.byRank.ascend(lo, func(e zsetEntry) bool {
 		gone = append(gone, e.member)
@@ -308,18 +298,17 @@ func (m *Machine) zsetPop(index uint64, now int64, req *fsmv1.ZsetPop) (*fsmv1.R
 		return nil, errInvalid(key, "count must not be negative")
 	}
 	res := &fsmv1.ZsetPopResult{}
-	ss, _, err := m.st.zsetAt(key, now)
-	if err != nil || ss == nil {
+	w, err := m.st.zsetForWrite(key, now, 0)
+	if err != nil || w.old == nil {
 		return &fsmv1.Result_ZsetPop{ZsetPop: res}, err
 	}
-	w, _ := m.st.zsetForWrite(key, now, 0)
-	count := int(min(max(req.GetCount(), 1), int64(ss.z.Len())))
+	count := int(min(max(req.GetCount(), 1), int64(w.ss.z.Len())))
 	collect := func(e zsetEntry) bool {
 		res.Members = append(res.Members, &conclavev1.ScoredMember{Member: e.member, Score: e.score})
 		return len(res.Members) < count
 	}
 	if req.GetMax() {
-		w.ss.z.byRank.descend(ss.z.Len()-1, collect)
+		w.ss.z.byRank.descend(w.ss.z.Len()-1, collect)
 	} else {
 		w.ss.z.byRank.ascend(0, collect)
 	}

@@ -95,7 +95,6 @@ type zsetRanker struct {
 	mode    conclavev1.RankMode
 	reverse bool
 	started bool
-	pos     int64 // ordinal rank of the last entry, in the direction read
 	rank    int64
 	score   float64
 }
@@ -122,7 +121,7 @@ func (r *zsetRanker) next(e zsetEntry, asc int) int64 {
 	default:
 		r.rank = pos
 	}
-	r.started, r.pos, r.score = true, pos, e.score
+	r.started, r.score = true, e.score
 	return r.rank
 }
 
@@ -321,27 +320,20 @@ func (v *View) ZsetAround(req *conclavev1.AroundRequest) (*conclavev1.AroundResp
 	}
 	asc, _ := ss.z.byRank.rank(e)
 	count := int(min(max(req.GetCount(), 0), ZsetMaxAround))
-	lo, hi := max(asc-count, 0), min(asc+count+1, ss.z.Len())
+	n := ss.z.Len()
+	lo, hi := max(asc-count, 0), min(asc+count+1, n)
+	start, stop := lo, hi-1 // ranks in the direction read
+	if req.GetReverse() {
+		start, stop = n-hi, n-1-lo
+	}
 	r, err2 := v.ZsetRange(&conclavev1.RangeRequest{
-		Key: req.GetKey(), Interval: &conclavev1.RangeRequest_Rank{Rank: &conclavev1.RankInterval{Start: int64(lo), Stop: int64(hi - 1)}},
-		Limit: int64(hi - lo), RankMode: req.GetRankMode(),
+		Key: req.GetKey(), Interval: &conclavev1.RangeRequest_Rank{Rank: &conclavev1.RankInterval{Start: int64(start), Stop: int64(stop)}},
+		Reverse: req.GetReverse(), Limit: int64(hi - lo), RankMode: req.GetRankMode(),
 	})
 	if err2 != nil {
 		return nil, err2
 	}
 	resp.Found, resp.Members = true, r.GetMembers()
-	if req.GetReverse() {
-		// Same entries, read from the top; ranks in that direction.
-		ranker := zsetRanker{ss: ss, mode: req.GetRankMode(), reverse: true}
-		ms := resp.Members
-		for i, j := 0, len(ms)-1; i < j; i, j = i+1, j-1 {
-			ms[i], ms[j] = ms[j], ms[i]
-		}
-		for i, m := range ms {
-			me, _ := ss.z.Entry(m.GetMember())
-			m.Rank = ranker.next(me, hi-1-i)
-		}
-	}
 	return resp, nil
 }
 

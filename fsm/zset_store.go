@@ -115,20 +115,17 @@ func (m *Machine) zsetStore(index uint64, now int64, req *fsmv1.ZsetStore) (*fsm
 			})
 		}
 	}
-	old, _ := m.st.getLive(string(dst), now)
-	m.st.remove(string(dst))
 	count := len(out.order)
-	if count > 0 {
+	if count == 0 {
+		m.st.remove(string(dst))
+	} else {
 		ss := &sortedSet{z: newZset(), tie: tieBreakOf(req.GetTieBreak()), gen: m.st.gen}
 		for _, member := range out.order {
-			ss.set(member, out.scores[member])
+			ss.z.Add(member, out.scores[member], ss.tieFor())
 		}
-		// A replaced key keeps its create revision and version history, as a Set does.
-		w := &zsetWrite{key: string(dst), ss: ss}
-		if old != nil {
-			w.old = &entry{createRev: old.createRev, version: old.version}
-		}
-		w.commit(m.st, index, now, 0)
+		// A replaced key keeps its create revision and version history, as a Set does,
+		// and loses its TTL.
+		write(m.st, index, now, string(dst), nil, writeOpts{zset: ss})
 	}
 	return &fsmv1.Result_ZsetStore{ZsetStore: &fsmv1.ZsetStoreResult{Count: int64(count)}}, nil
 }

@@ -29,21 +29,6 @@ func (t *zsetTree) seek(e zsetEntry) (int, bool) {
 	return rank, false
 }
 
-// get returns the stored entry that compares equal to e.
-func (t *zsetTree) get(e zsetEntry) (zsetEntry, bool) {
-	for n := t.root; n != nil; {
-		i, found := n.search(e)
-		if found {
-			return n.entry(i), true
-		}
-		if n.kids == nil {
-			break
-		}
-		n = n.kids.children[i]
-	}
-	return zsetEntry{}, false
-}
-
 // rank returns the 0-based ascending rank of e, if present.
 func (t *zsetTree) rank(e zsetEntry) (int, bool) {
 	r, found := t.seek(e)
