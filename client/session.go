@@ -36,7 +36,7 @@ func WithAttributes(attrs map[string][]byte) SessionOption {
 // WithLockDelay sets the session's lock-delay: when it ends (expires or is revoked)
 // while holding locks, they are granted to no one for d (at most a minute), as Consul's.
 func WithLockDelay(d time.Duration) SessionOption {
-	return func(r *conclavev1.CreateSessionRequest) { r.LockDelayMs = d.Milliseconds() }
+	return func(r *conclavev1.CreateSessionRequest) { r.LockDelayMs = durationMs(d) }
 }
 
 // Session is a session kept alive by a goroutine of its own, with a unary KeepAlive every

@@ -61,66 +61,61 @@ func (s *envoyService) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimit
 	if err != nil {
 		return nil, err
 	}
-	checked, peeked, err := s.decide(ctx, plan)
+	checked, err := s.decide(ctx, plan)
 	if status.Code(err) == codes.NotFound {
 		// A policy the read found was deleted before it was used (an import replacing
 		// the domain), and nothing was consumed: map again and decide again.
 		if plan, err = s.plan(ctx, req); err == nil {
-			checked, peeked, err = s.decide(ctx, plan)
+			checked, err = s.decide(ctx, plan)
 		}
 	}
 	if err != nil {
 		return nil, err
 	}
-	return plan.response(checked, peeked), nil
+	return plan.response(checked, plan.peeked), nil
 }
 
-// plan maps req's descriptors to limiter keys and policies from a linearizable read.
+// plan maps req's descriptors to limiter keys and policies from a linearizable read,
+// and in the same read peeks at the keys of descriptors that ask zero hits.
 func (s *envoyService) plan(ctx context.Context, req *rlsv3.RateLimitRequest) (*envoyPlan, error) {
-	var (
-		plan    *envoyPlan
-		planErr error
-	)
-	_, err := s.node.Read(ctx, conclavev1.Consistency_CONSISTENCY_LINEARIZABLE, func(v *fsm.View) {
-		plan, planErr = planEnvoy(viewPolicies{v}, req)
+	plan, _, err := read(ctx, s.node, conclavev1.Consistency_CONSISTENCY_LINEARIZABLE, func(v *fsm.View) (*envoyPlan, error) {
+		plan, err := planEnvoy(viewPolicies{v}, req)
+		if err != nil || len(plan.peek.GetKeys()) == 0 {
+			return plan, err
+		}
+		resp, err := v.PeekRateLimit(plan.peek)
+		if err != nil {
+			return nil, err
+		}
+		plan.peeked = resp.GetVerdicts()
+		return plan, nil
 	})
-	if err = firstErr(err, planErr); err != nil {
-		return nil, toStatus(err)
+	if err != nil {
+		return nil, err
+	}
+	if err := sameKeys(plan.peek.GetKeys(), plan.peeked); err != nil {
+		return nil, err
 	}
 	return plan, nil
 }
 
-// decide peeks at the keys of descriptors that ask zero hits (a linearizable read) and
-// then applies the plan's Check, if it has keys; it returns the verdicts of each in key
-// order. The Check comes last, so a request that fails has consumed nothing and can be
-// decided again.
-func (s *envoyService) decide(ctx context.Context, plan *envoyPlan) (checked, peeked []*conclavev1.KeyVerdict, err error) {
-	if len(plan.peek.GetKeys()) > 0 {
-		var resp *conclavev1.PeekResponse
-		var peekErr error
-		_, err := s.node.Read(ctx, conclavev1.Consistency_CONSISTENCY_LINEARIZABLE, func(v *fsm.View) {
-			resp, peekErr = v.PeekRateLimit(plan.peek)
-		})
-		if err = firstErr(err, peekErr); err != nil {
-			return nil, nil, toStatus(err)
-		}
-		peeked = resp.GetVerdicts()
-	}
+// decide applies the plan's Check, if it has keys, and returns its verdicts in key
+// order. It is the plan's only write, so a request that fails has consumed nothing and
+// can be decided again.
+func (s *envoyService) decide(ctx context.Context, plan *envoyPlan) ([]*conclavev1.KeyVerdict, error) {
+	var checked []*conclavev1.KeyVerdict
 	if len(plan.check.GetKeys()) > 0 {
 		cmd := &fsmv1.Command{Op: &fsmv1.Command_RateLimitCheck{RateLimitCheck: plan.check}}
 		resp, _, err := apply(ctx, s.node, cmd, (*fsmv1.Result).GetRateLimitCheck)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		checked = resp.GetVerdicts()
 	}
 	if err := sameKeys(plan.check.GetKeys(), checked); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if err := sameKeys(plan.peek.GetKeys(), peeked); err != nil {
-		return nil, nil, err
-	}
-	return checked, peeked, nil
+	return checked, nil
 }
 
 // sameKeys checks that verdicts answer keys, one each, in order.
@@ -158,6 +153,8 @@ type envoyPlan struct {
 	slot  []*envoySlot
 	check *conclavev1.CheckRequest
 	peek  *conclavev1.PeekRequest
+	// peeked are peek's verdicts, read with the plan.
+	peeked []*conclavev1.KeyVerdict
 }
 
 // envoySlot is a limited descriptor's key in the plan's Check or Peek.
@@ -225,7 +222,8 @@ func planEnvoy(s envoyrl.Store, req *rlsv3.RateLimitRequest) (*envoyPlan, error)
 // key when d is not limited, a nil limit when it is unlimited. A descriptor's own limit
 // override is decided inline under that limit, as envoyproxy/ratelimit does.
 func resolveDescriptor(s envoyrl.Store, domain string, d *envoycommon.RateLimitDescriptor) (*conclavev1.RateLimitKey, *rlsv3.RateLimitResponse_RateLimit) {
-	key := &conclavev1.RateLimitKey{Key: envoyrl.LimiterKey(domain, envoyEntries(d.GetEntries()))}
+	entries := envoyEntries(d.GetEntries())
+	key := &conclavev1.RateLimitKey{Key: envoyrl.LimiterKey(domain, entries)}
 	if o := d.GetLimit(); o != nil {
 		key.Limit = &conclavev1.RateLimitKey_Inline{Inline: &conclavev1.RateLimitPolicy{
 			Algorithm: conclavev1.RateLimitAlgorithm_RATE_LIMIT_ALGORITHM_FIXED_WINDOW,
@@ -238,7 +236,7 @@ func resolveDescriptor(s envoyrl.Store, domain string, d *envoycommon.RateLimitD
 		}
 		return key, limit
 	}
-	pol := envoyrl.Resolve(s, domain, envoyEntries(d.GetEntries()))
+	pol := envoyrl.Resolve(s, domain, entries)
 	switch {
 	case pol == nil:
 		return nil, nil

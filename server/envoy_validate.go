@@ -24,26 +24,26 @@ func validateShouldRateLimit(req *rlsv3.RateLimitRequest) error {
 		return invalid("hits_addend", "must be at most %d, got %d", MaxRateLimitCost, req.GetHitsAddend())
 	}
 	for i, d := range req.GetDescriptors() {
-		at := func(f string) string { return fmt.Sprintf("descriptors[%d].%s", i, f) }
+		f := fmt.Sprintf("descriptors[%d]", i)
 		if len(d.GetEntries()) == 0 {
-			return invalid(at("entries"), "must not be empty")
+			return invalid(at(f, "entries"), "must not be empty")
 		}
 		for j, e := range d.GetEntries() {
 			if e.GetKey() == "" {
-				return invalid(at(fmt.Sprintf("entries[%d].key", j)), "must not be empty")
+				return invalid(at(f, fmt.Sprintf("entries[%d].key", j)), "must not be empty")
 			}
 		}
 		if key := envoyrl.LimiterKey(req.GetDomain(), envoyEntries(d.GetEntries())); len(key) > MaxKeyBytes {
-			return invalid(at("entries"), "the limiter key they make is %d bytes, more than %d", len(key), MaxKeyBytes)
+			return invalid(at(f, "entries"), "the limiter key they make is %d bytes, more than %d", len(key), MaxKeyBytes)
 		}
 		if h := d.GetHitsAddend(); h != nil && h.GetValue() > MaxRateLimitCost {
-			return invalid(at("hits_addend"), "must be at most %d, got %d", MaxRateLimitCost, h.GetValue())
+			return invalid(at(f, "hits_addend"), "must be at most %d, got %d", MaxRateLimitCost, h.GetValue())
 		}
 		if d.GetIsNegativeHits() {
-			return invalid(at("is_negative_hits"), "not supported: give hits back with conclave.v1.RateLimitService/Refund")
+			return invalid(at(f, "is_negative_hits"), "not supported: give hits back with conclave.v1.RateLimitService/Refund")
 		}
 		if l := d.GetLimit(); l != nil {
-			if err := checkEnvoyOverride(at("limit"), l); err != nil {
+			if err := checkEnvoyOverride(at(f, "limit"), l); err != nil {
 				return err
 			}
 		}

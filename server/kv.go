@@ -196,3 +196,17 @@ func apply[T interface {
 	}
 	return proto.CloneOf(v), res.GetIndex(), nil
 }
+
+// read runs fn on the node's state at consistency c and returns its answer.
+func read[T any](ctx context.Context, n Node, c conclavev1.Consistency, fn func(v *fsm.View) (T, error)) (T, *conclavev1.ResponseHeader, error) {
+	var (
+		out  T
+		ferr error
+	)
+	h, err := n.Read(ctx, c, func(v *fsm.View) { out, ferr = fn(v) })
+	if err = firstErr(err, ferr); err != nil {
+		var zero T
+		return zero, nil, toStatus(err)
+	}
+	return out, h, nil
+}

@@ -75,13 +75,11 @@ func (s *rateLimitService) Peek(ctx context.Context, req *conclavev1.PeekRequest
 	if err := firstErr(checkRateLimitKeys(req.GetKeys(), false), checkConsistency(req.GetConsistency())); err != nil {
 		return nil, toStatus(err)
 	}
-	var (
-		resp    *conclavev1.PeekResponse
-		peekErr error
-	)
-	h, err := s.node.Read(ctx, req.GetConsistency(), func(v *fsm.View) { resp, peekErr = v.PeekRateLimit(req) })
-	if err = firstErr(err, peekErr); err != nil {
-		return nil, toStatus(err)
+	resp, h, err := read(ctx, s.node, req.GetConsistency(), func(v *fsm.View) (*conclavev1.PeekResponse, error) {
+		return v.PeekRateLimit(req)
+	})
+	if err != nil {
+		return nil, err
 	}
 	resp.Header = h
 	return resp, nil

@@ -114,10 +114,7 @@ func checkRequestID(field, id string) error {
 }
 
 func checkConsistency(c conclavev1.Consistency) error {
-	if _, ok := conclavev1.Consistency_name[int32(c)]; !ok {
-		return invalid("consistency", "unknown value %d", c)
-	}
-	return nil
+	return checkEnum("consistency", c, conclavev1.Consistency_name)
 }
 
 func validateGet(req *conclavev1.GetRequest) error {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/conclave-dev/conclave/fsm"
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+	"github.com/conclave-dev/conclave/server/envoyrl"
 )
 
 // Limits on rate-limit requests.
@@ -16,32 +17,31 @@ const (
 	MaxRateLimitCost = 65535
 	// MaxRateLimit bounds a policy's limit; MaxSlidingLimit a sliding window's limit,
 	// whose exact log of admissions is kept per key (the state machine's own cap).
-	MaxRateLimit    = 1 << 40
+	MaxRateLimit    = envoyrl.Unlimited
 	MaxSlidingLimit = fsm.MaxSlidingWindowLimit
 	// MaxPolicyNameBytes is the longest policy name.
-	MaxPolicyNameBytes = 256
+	MaxPolicyNameBytes = envoyrl.MaxNameBytes
 )
 
 // checkPolicy validates a policy at field; named says a name is required.
 func checkPolicy(field string, p *conclavev1.RateLimitPolicy, named bool) error {
-	at := func(f string) string { return field + "." + f }
 	switch {
 	case p == nil:
 		return invalid(field, "is required")
 	case named && (p.GetName() == "" || len(p.GetName()) > MaxPolicyNameBytes):
-		return invalid(at("name"), "must be 1 to %d bytes, got %d", MaxPolicyNameBytes, len(p.GetName()))
+		return invalid(at(field, "name"), "must be 1 to %d bytes, got %d", MaxPolicyNameBytes, len(p.GetName()))
 	case p.GetAlgorithm() < 0 || p.GetAlgorithm() > conclavev1.RateLimitAlgorithm_RATE_LIMIT_ALGORITHM_CONCURRENCY:
-		return invalid(at("algorithm"), "must be GCRA, SLIDING_WINDOW, FIXED_WINDOW or CONCURRENCY, got %d", p.GetAlgorithm())
+		return invalid(at(field, "algorithm"), "must be GCRA, SLIDING_WINDOW, FIXED_WINDOW or CONCURRENCY, got %d", p.GetAlgorithm())
 	case p.GetLimit() == 0 || p.GetLimit() > MaxRateLimit:
-		return invalid(at("limit"), "must be 1 to %d, got %d", uint64(MaxRateLimit), p.GetLimit())
+		return invalid(at(field, "limit"), "must be 1 to %d, got %d", uint64(MaxRateLimit), p.GetLimit())
 	case p.GetAlgorithm() == conclavev1.RateLimitAlgorithm_RATE_LIMIT_ALGORITHM_SLIDING_WINDOW && p.GetLimit() > MaxSlidingLimit:
-		return invalid(at("limit"), "a sliding window keeps every admission: at most %d, got %d", MaxSlidingLimit, p.GetLimit())
+		return invalid(at(field, "limit"), "a sliding window keeps every admission: at most %d, got %d", MaxSlidingLimit, p.GetLimit())
 	case p.GetPeriodMs() <= 0 || p.GetPeriodMs() > fsm.MaxPolicyPeriodMs:
-		return invalid(at("period_ms"), "must be 1 to %d (10 years), got %d", int64(fsm.MaxPolicyPeriodMs), p.GetPeriodMs())
+		return invalid(at(field, "period_ms"), "must be 1 to %d (10 years), got %d", int64(fsm.MaxPolicyPeriodMs), p.GetPeriodMs())
 	case p.GetBurst() > fsm.MaxPolicyBurst:
-		return invalid(at("burst"), "must be at most %d, got %d", fsm.MaxPolicyBurst, p.GetBurst())
+		return invalid(at(field, "burst"), "must be at most %d, got %d", fsm.MaxPolicyBurst, p.GetBurst())
 	case p.GetBurst() != 0 && !isGCRA(p.GetAlgorithm()):
-		return invalid(at("burst"), "applies only to GCRA")
+		return invalid(at(field, "burst"), "applies only to GCRA")
 	}
 	// The state machine's own rules (per-algorithm caps), so no bad policy reaches the log.
 	if err := fsm.ValidatePolicy(p); err != nil {
@@ -68,37 +68,37 @@ func checkRateLimitKeys(keys []*conclavev1.RateLimitKey, refund bool) error {
 	}
 	seen := make(map[string]bool, len(keys))
 	for i, k := range keys {
-		at := func(f string) string { return fmt.Sprintf("keys[%d].%s", i, f) }
-		if err := checkKey(at("key"), []byte(k.GetKey())); err != nil {
+		f := fmt.Sprintf("keys[%d]", i)
+		if err := checkKey(at(f, "key"), []byte(k.GetKey())); err != nil {
 			return err
 		}
 		if seen[k.GetKey()] {
-			return invalid(at("key"), "%q is named twice", k.GetKey())
+			return invalid(at(f, "key"), "%q is named twice", k.GetKey())
 		}
 		seen[k.GetKey()] = true
 		if k.GetCost() > MaxRateLimitCost {
-			return invalid(at("cost"), "must be at most %d, got %d", MaxRateLimitCost, k.GetCost())
+			return invalid(at(f, "cost"), "must be at most %d, got %d", MaxRateLimitCost, k.GetCost())
 		}
 		if len(k.GetSlots()) > 0 && !refund {
-			return invalid(at("slots"), "are released by Refund only")
+			return invalid(at(f, "slots"), "are released by Refund only")
 		}
 		if len(k.GetSlots()) > MaxRateLimitCost {
-			return invalid(at("slots"), "at most %d, got %d", MaxRateLimitCost, len(k.GetSlots()))
+			return invalid(at(f, "slots"), "at most %d, got %d", MaxRateLimitCost, len(k.GetSlots()))
 		}
 		switch l := k.GetLimit().(type) {
 		case *conclavev1.RateLimitKey_Policy:
-			if err := checkPolicyName(at("policy"), l.Policy); err != nil {
+			if err := checkPolicyName(at(f, "policy"), l.Policy); err != nil {
 				return err
 			}
 		case *conclavev1.RateLimitKey_Inline:
-			if err := checkPolicy(at("inline"), l.Inline, false); err != nil {
+			if err := checkPolicy(at(f, "inline"), l.Inline, false); err != nil {
 				return err
 			}
 			if len(k.GetSlots()) > 0 && l.Inline.GetAlgorithm() != conclavev1.RateLimitAlgorithm_RATE_LIMIT_ALGORITHM_CONCURRENCY {
-				return invalid(at("slots"), "are only for CONCURRENCY limits")
+				return invalid(at(f, "slots"), "are only for CONCURRENCY limits")
 			}
 		default:
-			return invalid(at("limit"), "set policy (a stored policy's name) or inline (a policy)")
+			return invalid(at(f, "limit"), "set policy (a stored policy's name) or inline (a policy)")
 		}
 	}
 	return nil

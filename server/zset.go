@@ -19,20 +19,6 @@ type sortedSetService struct {
 
 var _ conclavev1grpc.SortedSetServiceServer = (*sortedSetService)(nil)
 
-// read runs fn on the node's state at consistency c and returns its answer.
-func read[T any](ctx context.Context, n Node, c conclavev1.Consistency, fn func(v *fsm.View) (T, error)) (T, *conclavev1.ResponseHeader, error) {
-	var (
-		out  T
-		ferr error
-	)
-	h, err := n.Read(ctx, c, func(v *fsm.View) { out, ferr = fn(v) })
-	if err = firstErr(err, ferr); err != nil {
-		var zero T
-		return zero, nil, toStatus(err)
-	}
-	return out, h, nil
-}
-
 func (s *sortedSetService) Add(ctx context.Context, req *conclavev1.AddRequest) (*conclavev1.AddResponse, error) {
 	if err := validateZsetAdd(req); err != nil {
 		return nil, toStatus(err)

@@ -12,12 +12,13 @@ import (
 const Prefix = "envoy/"
 
 // Unlimited is the limit of the policy that stands for an unlimited descriptor (and
-// for a leaf without a rate_limit): the largest limit Conclave stores (it equals
-// server.MaxRateLimit), which no requests_per_unit (a uint32) can reach. Such a policy
+// for a leaf without a rate_limit): the largest limit Conclave stores
+// (server.MaxRateLimit is defined as it), which no requests_per_unit (a uint32) can reach. Such a policy
 // is never checked: its descriptors are answered OK without a raft write.
 const Unlimited uint64 = 1 << 40
 
-// MaxNameBytes is the longest policy name Conclave stores (server.MaxPolicyNameBytes).
+// MaxNameBytes is the longest policy name Conclave stores (server.MaxPolicyNameBytes is
+// defined as it).
 const MaxNameBytes = 256
 
 // escape percent-encodes the bytes of s that the naming scheme reserves.
