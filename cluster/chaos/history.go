@@ -230,3 +230,16 @@ func (r *Recorder) Len() int {
 	defer r.mu.Unlock()
 	return len(r.ops)
 }
+
+// splitBy splits ops into those whose Op is not picked (rest) and those it is, keeping
+// their order.
+func splitBy(ops []porcupine.Operation, pick func(Op) bool) (rest, picked []porcupine.Operation) {
+	for _, op := range ops {
+		if pick(op.Input.(Input).Op) {
+			picked = append(picked, op)
+		} else {
+			rest = append(rest, op)
+		}
+	}
+	return rest, picked
+}

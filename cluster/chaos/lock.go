@@ -199,14 +199,7 @@ func isLockOp(op Op) bool { return op == OpAcquire || op == OpRelease || op == O
 // SplitLocks splits a history into KV operations (for SplitCounters, RegisterModel and
 // CounterModel) and lock operations (for LockModel).
 func SplitLocks(ops []porcupine.Operation) (kv, locks []porcupine.Operation) {
-	for _, op := range ops {
-		if isLockOp(op.Input.(Input).Op) {
-			locks = append(locks, op)
-		} else {
-			kv = append(kv, op)
-		}
-	}
-	return kv, locks
+	return splitBy(ops, isLockOp)
 }
 
 // WithoutKeys returns the operations of ops whose Input.Key is not in drop: a key (or

@@ -219,6 +219,9 @@ func DescribeOperation(input, output any) string {
 	if isLimitOp(in.Op) {
 		return describeLimitOperation(in, out)
 	}
+	if isZsetOp(in.Op) {
+		return describeZsetOperation(in, out)
+	}
 	var call string
 	switch in.Op {
 	case OpGet:

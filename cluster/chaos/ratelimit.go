@@ -163,14 +163,7 @@ func isLimitOp(op Op) bool { return op == OpLimitCheck || op == OpLimitPeek }
 // SplitLimits splits a history into rate-limit operations (for RateLimitModel) and the
 // rest (for SplitLocks and the KV models).
 func SplitLimits(ops []porcupine.Operation) (rest, limits []porcupine.Operation) {
-	for _, op := range ops {
-		if isLimitOp(op.Input.(Input).Op) {
-			limits = append(limits, op)
-		} else {
-			rest = append(rest, op)
-		}
-	}
-	return rest, limits
+	return splitBy(ops, isLimitOp)
 }
 
 // RateLimitModel is the per-key specification of rate-limit Check and linearizable Peek

@@ -403,14 +403,7 @@ func isZsetOp(op Op) bool { return op >= OpZsetIncrement && op <= OpZsetRemove }
 // SplitZsets splits a history into sorted-set operations (for ZsetModel) and the rest
 // (for SplitLimits, SplitLocks and the KV models).
 func SplitZsets(ops []porcupine.Operation) (rest, zsets []porcupine.Operation) {
-	for _, op := range ops {
-		if isZsetOp(op.Input.(Input).Op) {
-			zsets = append(zsets, op)
-		} else {
-			rest = append(rest, op)
-		}
-	}
-	return rest, zsets
+	return splitBy(ops, isZsetOp)
 }
 
 // partitionZsets splits a sorted-set history by key, leaves out reads whose outcome is
@@ -434,10 +427,9 @@ func partitionZsets(history []porcupine.Operation) [][]porcupine.Operation {
 	return partitionByKey(kept)
 }
 
-// DescribeZsetOperation renders a sorted-set operation for the visualisation, e.g.
+// describeZsetOperation renders a sorted-set operation for the visualisation, e.g.
 // `zset-incr("zset/0", "amy", +3) -> 12` or `zset-top("zset/0", 2) -> [bob 12, amy 12]`.
-func DescribeZsetOperation(input, output any) string {
-	in, out := input.(Input), output.(Output)
+func describeZsetOperation(in Input, out Output) string {
 	var call string
 	switch in.Op {
 	case OpZsetIncrement:
@@ -448,8 +440,6 @@ func DescribeZsetOperation(input, output any) string {
 		call = fmt.Sprintf("zset-top(%q, %d)", in.Key, zsetTopCount(in))
 	case OpZsetRemove:
 		call = fmt.Sprintf("zset-remove(%q, %q)", in.Key, in.Value)
-	default:
-		return DescribeOperation(input, output)
 	}
 	if out.Unknown {
 		return call + " -> ? (may take effect at any later time)"
@@ -501,6 +491,6 @@ var ZsetModel = porcupine.Model{
 	},
 	Equal:             func(a, b any) bool { return a.(ZsetState).equal(b.(ZsetState)) },
 	Hash:              hashZsetState,
-	DescribeOperation: DescribeZsetOperation,
+	DescribeOperation: DescribeOperation,
 	DescribeState:     func(state any) string { return state.(ZsetState).String() },
 }

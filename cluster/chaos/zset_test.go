@@ -434,7 +434,7 @@ func TestZsetModel_AgreesWithTheNaiveModel(t *testing.T) {
 		got := porcupine.CheckOperations(ZsetModel, checkable(ops))
 		if got != want {
 			for _, op := range ops {
-				t.Logf("client %d [%d, %d] %s", op.ClientId, op.Call, op.Return, DescribeZsetOperation(op.Input, op.Output))
+				t.Logf("client %d [%d, %d] %s", op.ClientId, op.Call, op.Return, DescribeOperation(op.Input, op.Output))
 			}
 			t.Fatalf("history %d: ZsetModel says %t, the naive model %t", i, got, want)
 		}

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/conclave-dev/conclave/fsm"
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
 )
@@ -40,7 +42,7 @@ holding state until it refills: a way to fill a cluster with idle limiter keys.`
 			if cfg.limit < 1 || cfg.period < time.Millisecond {
 				return fmt.Errorf("--limit must be at least 1 and --period at least 1ms")
 			}
-			if _, ok := benchAlgorithms[cfg.algorithm]; !ok {
+			if !slices.Contains(benchAlgorithms, cfg.algorithm) {
 				return fmt.Errorf("--algorithm %q: want gcra, sliding or fixed", cfg.algorithm)
 			}
 			return cfg.validate()
@@ -56,11 +58,8 @@ holding state until it refills: a way to fill a cluster with idle limiter keys.`
 	return cmd
 }
 
-var benchAlgorithms = map[string]conclavev1.RateLimitAlgorithm{
-	"gcra":    conclavev1.RateLimitAlgorithm_RATE_LIMIT_ALGORITHM_GCRA,
-	"sliding": conclavev1.RateLimitAlgorithm_RATE_LIMIT_ALGORITHM_SLIDING_WINDOW,
-	"fixed":   conclavev1.RateLimitAlgorithm_RATE_LIMIT_ALGORITHM_FIXED_WINDOW,
-}
+// benchAlgorithms are the --algorithm values the bench takes (rateLimitAlgorithms' names).
+var benchAlgorithms = []string{"gcra", "sliding", "fixed"}
 
 func runBenchRateLimit(ctx context.Context, cfg benchRateLimitConfig) (benchResult, error) {
 	conns, err := dialBench(ctx, cfg.benchLoad)
@@ -68,9 +67,9 @@ func runBenchRateLimit(ctx context.Context, cfg benchRateLimitConfig) (benchResu
 		return benchResult{}, err
 	}
 	defer closeBench(conns)
-	policy := &conclavev1.RateLimitPolicy{Algorithm: benchAlgorithms[cfg.algorithm], Limit: cfg.limit, PeriodMs: cfg.period.Milliseconds()}
+	policy := &conclavev1.RateLimitPolicy{Algorithm: rateLimitAlgorithms[cfg.algorithm], Limit: cfg.limit, PeriodMs: cfg.period.Milliseconds()}
 	if cfg.algorithm == "sliding" {
-		policy.Limit = min(policy.Limit, 100_000) // the most a sliding window keeps a log for
+		policy.Limit = min(policy.Limit, fsm.MaxSlidingWindowLimit) // the most a sliding window keeps a log for
 	}
 	res, err := runLoad(ctx, cfg.benchLoad, func(i int) benchOp {
 		rc := conclavev1grpc.NewRateLimitServiceClient(conns[i%len(conns)])

@@ -11,6 +11,7 @@ import (
 
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
 	"github.com/conclave-dev/conclave/proto/conclave/v1/conclavev1grpc"
+	"github.com/conclave-dev/conclave/server"
 )
 
 // Operations of `conclave bench zset`.
@@ -20,7 +21,7 @@ const (
 )
 
 // zsetPrefillBatch is the most members one prefill Add names (the server's limit).
-const zsetPrefillBatch = 1000
+const zsetPrefillBatch = server.MaxZsetMembers
 
 // benchZsetConfig is a `conclave bench zset` run.
 type benchZsetConfig struct {

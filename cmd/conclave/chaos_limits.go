@@ -83,32 +83,51 @@ func (w *workload) limitStep(own, other conclavev1grpc.RateLimitServiceClient, i
 	}
 	req := &conclavev1.CheckRequest{Keys: limitKey(key, limit, cost), RequestId: fmt.Sprintf("chaos-rl-%d-%d", id, seq)}
 	pend := w.rec.Call(id, chaos.Input{Op: chaos.OpLimitCheck, Key: key, Limit: limit, Cost: cost})
-	mayHaveApplied := false
-	for attempt, rl := range []conclavev1grpc.RateLimitServiceClient{own, other} {
-		ctx, cancel := context.WithTimeout(context.Background(), w.opTimeout)
+	via := []conclavev1grpc.RateLimitServiceClient{own, other}
+	invalid := retryWrite(w, pend, via, &w.limitRetried, func(ctx context.Context, rl conclavev1grpc.RateLimitServiceClient) (chaos.Output, error) {
 		resp, err := rl.Check(ctx, req)
+		if err != nil {
+			return chaos.Output{}, err
+		}
+		return w.limitVerdict(key, limit, resp.GetAllowed(), resp.GetVerdicts()), nil
+	})
+	if invalid != nil {
+		w.limitProblem("rate-limit Check on %s (limit %d, cost %d) refused as invalid: %v", key, limit, cost, invalid)
+	}
+}
+
+// retryWrite calls write through each client in turn until one answers, and records the
+// answer, an unknown outcome, or nothing (refused before the log every time); an answer
+// on a retry counts in *retried. A write refused as invalid is left out and its error
+// returned, for the caller to record as a problem.
+func retryWrite[C any](w *workload, pend *chaos.Pending, via []C, retried *int,
+	write func(context.Context, C) (chaos.Output, error)) (invalid error) {
+	mayHaveApplied := false
+	for attempt, c := range via {
+		ctx, cancel := context.WithTimeout(context.Background(), w.opTimeout)
+		out, err := write(ctx, c)
 		cancel()
 		if err == nil {
-			pend.Return(w.limitVerdict(key, limit, resp.GetAllowed(), resp.GetVerdicts()))
+			pend.Return(out)
 			if attempt > 0 {
 				w.mu.Lock()
-				w.limitRetried++
+				*retried++
 				w.mu.Unlock()
 			}
-			return
+			return nil
 		}
 		if status.Code(err) == codes.InvalidArgument {
-			w.limitProblem("rate-limit Check on %s (limit %d, cost %d) refused as invalid: %v", key, limit, cost, err)
 			pend.Discard() // refused before the log
-			return
+			return err
 		}
 		mayHaveApplied = mayHaveApplied || !refused(err)
 	}
 	if mayHaveApplied {
 		pend.Unknown()
 	} else {
-		pend.Discard() // refused both times before the log: no effect
+		pend.Discard() // refused every time before the log: no effect
 	}
+	return nil
 }
 
 // peekLimit records a linearizable Peek of cost 1 on limiter key i through rl and
@@ -131,11 +150,16 @@ func (w *workload) peekLimit(ctx context.Context, rl conclavev1grpc.RateLimitSer
 // limitProblem records a rate-limit answer that is wrong whatever the history, to count
 // as a violation; repeats of one message are recorded once.
 func (w *workload) limitProblem(format string, args ...any) {
+	w.problem(&w.limitProblems, format, args...)
+}
+
+// problem records a message in list once, however often it repeats.
+func (w *workload) problem(list *[]string, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !slices.Contains(w.limitProblems, msg) {
-		w.limitProblems = append(w.limitProblems, msg)
+	if !slices.Contains(*list, msg) {
+		*list = append(*list, msg)
 	}
 }
 

@@ -90,31 +90,8 @@ func (w *workload) zsetStep(own, other conclavev1grpc.SortedSetServiceClient, id
 // answer, an unknown outcome, or nothing (refused before the log every time).
 func (w *workload) zsetWrite(pend *chaos.Pending, key string, via []conclavev1grpc.SortedSetServiceClient,
 	write func(context.Context, conclavev1grpc.SortedSetServiceClient) (chaos.Output, error)) {
-	mayHaveApplied := false
-	for attempt, zs := range via {
-		ctx, cancel := context.WithTimeout(context.Background(), w.opTimeout)
-		out, err := write(ctx, zs)
-		cancel()
-		if err == nil {
-			pend.Return(out)
-			if attempt > 0 {
-				w.mu.Lock()
-				w.zsetRetried++
-				w.mu.Unlock()
-			}
-			return
-		}
-		if status.Code(err) == codes.InvalidArgument {
-			w.zsetProblem("sorted-set write on %s refused as invalid: %v", key, err)
-			pend.Discard() // refused before the log
-			return
-		}
-		mayHaveApplied = mayHaveApplied || !refused(err)
-	}
-	if mayHaveApplied {
-		pend.Unknown()
-	} else {
-		pend.Discard() // refused every time before the log: no effect
+	if invalid := retryWrite(w, pend, via, &w.zsetRetried, write); invalid != nil {
+		w.zsetProblem("sorted-set write on %s refused as invalid: %v", key, invalid)
 	}
 }
 
@@ -156,12 +133,7 @@ func (w *workload) zsetScore(key, member string, score float64) int64 {
 // zsetProblem records a sorted-set answer that is wrong whatever the history, to count
 // as a violation; repeats of one message are recorded once.
 func (w *workload) zsetProblem(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !slices.Contains(w.zsetProblems, msg) {
-		w.zsetProblems = append(w.zsetProblems, msg)
-	}
+	w.problem(&w.zsetProblems, format, args...)
 }
 
 // zsetProblemsSeen returns the malformed or refused sorted-set answers seen.

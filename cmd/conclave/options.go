@@ -125,6 +125,16 @@ func (o *clientOptions) printOK(w io.Writer, resp proto.Message) error {
 	return err
 }
 
+// printValue prints resp in full with -o json, or else the one value v that answers the
+// command.
+func (o *clientOptions) printValue(w io.Writer, resp proto.Message, v any) error {
+	if o.json() {
+		return printProtoAll(w, resp)
+	}
+	_, err := fmt.Fprintln(w, v)
+	return err
+}
+
 // printProto writes m as indented protojson followed by a newline.
 func printProto(w io.Writer, m proto.Message) error {
 	b, err := protojson.Marshal(m)

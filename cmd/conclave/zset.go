@@ -13,14 +13,16 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/conclave-dev/conclave/client"
+	"github.com/conclave-dev/conclave/fsm"
 	conclavev1 "github.com/conclave-dev/conclave/proto/conclave/v1"
+	"github.com/conclave-dev/conclave/server"
 )
 
 // Limits the CLI checks before asking (the server checks them too).
 const (
-	zsetMaxPage    = 10_000 // a Range page, a Top, a Pop
-	zsetMaxAround  = 1_000  // neighbours on each side of an Around
-	zsetMaxPopWait = 5 * time.Minute
+	zsetMaxPage    = fsm.ZsetMaxPage   // a Range page, a Top, a Pop
+	zsetMaxAround  = fsm.ZsetMaxAround // neighbours on each side of an Around
+	zsetMaxPopWait = time.Duration(server.MaxPopWaitMs) * time.Millisecond
 )
 
 // errMemberNotFound is reported, with exit status 1, when a read finds no member.
@@ -200,11 +202,7 @@ func newZsetIncrCmd(o *clientOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if o.json() {
-			return printProtoAll(cmd.OutOrStdout(), resp)
-		}
-		fmt.Fprintln(cmd.OutOrStdout(), formatScore(resp.GetScore()))
-		return nil
+		return o.printValue(cmd.OutOrStdout(), resp, formatScore(resp.GetScore()))
 	})
 	return negativeArgs(cmd)
 }
@@ -226,11 +224,7 @@ func newZsetScoreCmd(o *clientOptions) *cobra.Command {
 		if !resp.GetFound() {
 			return errMemberNotFound
 		}
-		if o.json() {
-			return printProtoAll(cmd.OutOrStdout(), resp)
-		}
-		fmt.Fprintln(cmd.OutOrStdout(), formatScore(resp.GetScore()))
-		return nil
+		return o.printValue(cmd.OutOrStdout(), resp, formatScore(resp.GetScore()))
 	})
 	return cmd
 }
@@ -245,11 +239,7 @@ func newZsetRemCmd(o *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if o.json() {
-				return printProtoAll(cmd.OutOrStdout(), resp)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), resp.GetRemoved())
-			return nil
+			return o.printValue(cmd.OutOrStdout(), resp, resp.GetRemoved())
 		}),
 	}
 }

@@ -45,11 +45,7 @@ included, "(a" excluded, "-" and "+" open ends. A missing key counts 0.`,
 				return err
 			}
 		}
-		if o.json() {
-			return printProtoAll(cmd.OutOrStdout(), resp)
-		}
-		fmt.Fprintln(cmd.OutOrStdout(), resp.GetCount())
-		return nil
+		return o.printValue(cmd.OutOrStdout(), resp, resp.GetCount())
 	})
 	return negativeArgs(cmd)
 }
@@ -123,11 +119,7 @@ excluded, "-" and "+" open ends).`,
 				return err
 			}
 		}
-		if o.json() {
-			return printProtoAll(cmd.OutOrStdout(), resp)
-		}
-		fmt.Fprintln(cmd.OutOrStdout(), resp.GetRemoved())
-		return nil
+		return o.printValue(cmd.OutOrStdout(), resp, resp.GetRemoved())
 	})
 	return negativeArgs(cmd)
 }
@@ -215,11 +207,7 @@ func newZsetStoreCmd(o *clientOptions, cmd *cobra.Command, aggregate bool, store
 		if err != nil {
 			return err
 		}
-		if o.json() {
-			return printProtoAll(cmd.OutOrStdout(), resp)
-		}
-		fmt.Fprintln(cmd.OutOrStdout(), count)
-		return nil
+		return o.printValue(cmd.OutOrStdout(), resp, count)
 	})
 	return cmd
 }
